@@ -1,0 +1,74 @@
+"""CEL rules of the CRD evaluated in Python (cel-python), with the Kubernetes extensions they use.
+
+Values are converted by their schema, as the API server does: a `number` field is a double in CEL even when
+written as 1, so `v.quality >= 0.9` compares like types. The Kubernetes quantity library (isQuantity,
+quantity, isGreaterThan, isLessThan, compareTo) is provided on top of the standard CEL functions.
+"""
+
+from decimal import Decimal
+from functools import cache
+from typing import Any
+
+import celpy
+from celpy import celtypes
+
+from inferbudget.api.quantity import is_quantity, parse_quantity
+
+Schema = dict[str, Any]
+
+
+class CelQuantity:
+    """A quantity value inside CEL (what Kubernetes' quantity() returns)."""
+
+    def __init__(self, value: Decimal) -> None:
+        self.value = value
+
+
+def _quantity(text: celtypes.StringType) -> CelQuantity:
+    return CelQuantity(parse_quantity(str(text)))
+
+
+def _compare(left: CelQuantity, right: CelQuantity) -> int:
+    return (left.value > right.value) - (left.value < right.value)
+
+
+_FUNCTIONS = {
+    "isQuantity": lambda text: celtypes.BoolType(is_quantity(str(text))),
+    "quantity": _quantity,
+    "compareTo": lambda left, right: celtypes.IntType(_compare(left, right)),
+    "isGreaterThan": lambda left, right: celtypes.BoolType(_compare(left, right) > 0),
+    "isLessThan": lambda left, right: celtypes.BoolType(_compare(left, right) < 0),
+}
+_ENVIRONMENT = celpy.Environment()
+
+
+@cache
+def _program(rule: str) -> celpy.Runner:
+    return _ENVIRONMENT.program(_ENVIRONMENT.compile(rule), functions=_FUNCTIONS)
+
+
+def to_cel(value: Any, schema: Schema) -> Any:
+    """A JSON value as a CEL value of the type its schema declares."""
+    kind = schema.get("type")
+    if schema.get("x-kubernetes-preserve-unknown-fields") and not schema.get("properties"):
+        return celpy.json_to_cel(value)
+    if kind == "object" and isinstance(value, dict):
+        properties, extra = schema.get("properties", {}), schema.get("additionalProperties", {})
+        return celtypes.MapType({
+            celtypes.StringType(key): to_cel(item, properties.get(key, extra if isinstance(extra, dict) else {}))
+            for key, item in value.items()
+        })
+    if kind == "array" and isinstance(value, list):
+        return celtypes.ListType([to_cel(item, schema.get("items", {})) for item in value])
+    if kind == "number" and isinstance(value, int | float):
+        return celtypes.DoubleType(value)
+    return celpy.json_to_cel(value)
+
+
+def holds(rule: str, value: Any, schema: Schema) -> bool:
+    """Whether the rule is true for value. A rule that cannot be evaluated does not hold."""
+    try:
+        result = _program(rule).evaluate({"self": to_cel(value, schema)})
+    except (celpy.CELEvalError, TypeError, ValueError):
+        return False
+    return bool(result) and not isinstance(result, celpy.CELEvalError)
