@@ -11,6 +11,8 @@ from typing import Any
 
 import celpy
 from celpy import celtypes
+from celpy.adapter import json_to_cel
+from celpy.evaluation import CELEvalError
 
 from inferbudget.api.quantity import is_quantity, parse_quantity
 
@@ -32,7 +34,7 @@ def _compare(left: CelQuantity, right: CelQuantity) -> int:
     return (left.value > right.value) - (left.value < right.value)
 
 
-_FUNCTIONS = {
+_FUNCTIONS: dict[str, Any] = {
     "isQuantity": lambda text: celtypes.BoolType(is_quantity(str(text))),
     "quantity": _quantity,
     "compareTo": lambda left, right: celtypes.IntType(_compare(left, right)),
@@ -51,24 +53,25 @@ def to_cel(value: Any, schema: Schema) -> Any:
     """A JSON value as a CEL value of the type its schema declares."""
     kind = schema.get("type")
     if schema.get("x-kubernetes-preserve-unknown-fields") and not schema.get("properties"):
-        return celpy.json_to_cel(value)
+        return json_to_cel(value)
     if kind == "object" and isinstance(value, dict):
-        properties, extra = schema.get("properties", {}), schema.get("additionalProperties", {})
+        properties, extra = schema.get("properties", {}), schema.get("additionalProperties")
+        entry_schema = extra if isinstance(extra, dict) else {}
         return celtypes.MapType({
-            celtypes.StringType(key): to_cel(item, properties.get(key, extra if isinstance(extra, dict) else {}))
+            celtypes.StringType(key): to_cel(item, properties.get(key, entry_schema))
             for key, item in value.items()
         })
     if kind == "array" and isinstance(value, list):
         return celtypes.ListType([to_cel(item, schema.get("items", {})) for item in value])
     if kind == "number" and isinstance(value, int | float):
         return celtypes.DoubleType(value)
-    return celpy.json_to_cel(value)
+    return json_to_cel(value)
 
 
 def holds(rule: str, value: Any, schema: Schema) -> bool:
     """Whether the rule is true for value. A rule that cannot be evaluated does not hold."""
     try:
         result = _program(rule).evaluate({"self": to_cel(value, schema)})
-    except (celpy.CELEvalError, TypeError, ValueError):
+    except (CELEvalError, TypeError, ValueError):
         return False
-    return bool(result) and not isinstance(result, celpy.CELEvalError)
+    return bool(result) and not isinstance(result, CELEvalError)

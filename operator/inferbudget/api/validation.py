@@ -7,11 +7,11 @@ API server does, so that ``inferbudget validate`` and ``kubectl apply`` agree.
 """
 
 import copy
-from functools import cache
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
 from inferbudget.api import cel
@@ -200,8 +200,8 @@ def _metadata_problems(manifest: dict[str, Any]) -> Iterator[Problem]:
         return
     name = metadata.get("name")
     if isinstance(name, str) and (len(name) > 253 or not _DNS_SUBDOMAIN.match(name)):
-        yield Problem("metadata.name", f'Invalid value: "{name}": a lowercase RFC 1123 subdomain must consist '
-                                       "of lower case alphanumeric characters, '-' or '.'")
+        yield Problem("metadata.name", f'Invalid value: "{name}": a lowercase RFC 1123 subdomain must '
+                                       "consist of lower case alphanumeric characters, '-' or '.'")
 
 
 def validate_manifest(manifest: dict[str, Any]) -> list[Problem]:
