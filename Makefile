@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 PYTEST := $(BIN)/pytest
 
-.PHONY: help venv test test-unit test-e2e lint crd bench demo cluster-up cluster-down clean
+.PHONY: help venv system-deps test test-unit test-integration test-e2e lint crd bench demo cluster-up cluster-down clean
 
 help:
 	@echo "make demo   - local cluster, Prometheus, simulated fleet, operator and a sample budget (live view)"
@@ -24,10 +24,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@rm -f $(VENV)/.installed-* && touch $@
 
-test: test-unit test-e2e
+# Debian packages: Prometheus and promtool (the package does not start a service; tests start their own).
+system-deps:
+	@command -v prometheus >/dev/null 2>&1 || { \
+	  echo "installing Debian package: prometheus"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
+
+test: test-unit test-integration test-e2e
 
 test-unit: venv
 	$(PYTEST) -q tests/unit
+
+test-integration: venv system-deps
+	$(PYTEST) -q -m integration tests/integration
 
 test-e2e: venv
 	$(PYTEST) -q -m e2e tests/e2e
