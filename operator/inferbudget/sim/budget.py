@@ -1,0 +1,154 @@
+"""The budget a simulation runs against: plain data, read from an InferenceBudget manifest or its spec."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_BUDGET = "llama-3.1-8b-chat.yaml"
+_BINARY_UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+_DECIMAL_UNITS = {"k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+
+
+class BudgetError(ValueError):
+    """A budget the simulator cannot use; the message names the field."""
+
+
+@dataclass(frozen=True, slots=True)
+class SimBudget:
+    """What an InferenceBudget asks for, as the simulator needs it.
+
+    `attainment_target` is not part of the resource: it is the share of requests that must meet the latency
+    threshold for a run to count as meeting the SLO (baseline tuning and the oracle use it).
+    """
+
+    latency_percentile: float = 95.0
+    latency_threshold_ms: float = 2000.0
+    latency_signal: str = "e2e"  # e2e | ttft | itl | queue
+    replicas_min: int = 1
+    replicas_max: int = 8
+    min_quality: float = 0.0
+    max_cost_per_hour: float | None = None
+    max_memory_per_replica_gib: float | None = None
+    variants: tuple[str, ...] = ()  # allowed variant names, best quality first; empty = every profile variant
+    objective: str = "MinimizeCost"
+    attainment_target: float = 0.99
+    extra: Mapping[str, Any] = field(default_factory=dict)  # the spec's other fields, for the engine adapter
+
+    def __post_init__(self) -> None:
+        if not 0 < self.latency_percentile < 100:
+            raise BudgetError("latency.percentile must be between 0 and 100")
+        if self.latency_threshold_ms <= 0:
+            raise BudgetError("latency.thresholdMs must be positive")
+        if self.latency_signal not in ("e2e", "ttft", "itl", "queue"):
+            raise BudgetError(f"latency.signal {self.latency_signal!r} is not one of e2e, ttft, itl, queue")
+        if self.replicas_min < 0 or self.replicas_max < max(self.replicas_min, 1):
+            raise BudgetError("replicas: need 0 <= min <= max and max >= 1")
+
+    @property
+    def threshold_s(self) -> float:
+        return self.latency_threshold_ms / 1000.0
+
+    @property
+    def quantile(self) -> float:
+        return self.latency_percentile / 100.0
+
+    @classmethod
+    def from_spec(cls, spec: Any, *, attainment_target: float = 0.99) -> SimBudget:
+        """From an InferenceBudget spec: a mapping in the manifest's camelCase shape, or a model with model_dump."""
+        data = _as_mapping(spec)
+        latency = _section(data, "latency")
+        replicas = _section(data, "replicas")
+        policy = _section(data, "policy")
+        cost = _section(data, "cost")
+        memory = _section(data, "memory")
+        try:
+            return cls(
+                latency_percentile=float(latency.get("percentile", 95)),
+                latency_threshold_ms=float(latency["thresholdMs"]),
+                latency_signal=str(latency.get("signal", "e2e")),
+                replicas_min=int(replicas.get("min", 1)),
+                replicas_max=int(replicas.get("max", 8)),
+                min_quality=float(policy.get("minQuality", 0.0)),
+                max_cost_per_hour=_money(cost.get("maxPerHour")),
+                max_memory_per_replica_gib=_gib(memory.get("maxPerReplica")),
+                variants=tuple(str(_as_mapping(item)["name"]) for item in data.get("variants", [])),
+                objective=str(policy.get("objective", "MinimizeCost")),
+                attainment_target=attainment_target,
+                extra={key: value for key, value in data.items() if key not in _READ_FIELDS},
+            )
+        except KeyError as missing:
+            raise BudgetError(f"budget spec is missing {missing.args[0]!r}") from None
+        except (TypeError, ValueError) as error:
+            if isinstance(error, BudgetError):
+                raise
+            raise BudgetError(f"budget spec has a malformed value: {error}") from None
+
+
+_READ_FIELDS = ("latency", "replicas", "cost", "memory", "variants")
+
+
+def load_budget(path: str | Path | None = None, *, attainment_target: float = 0.99) -> SimBudget:
+    """An InferenceBudget manifest (or a bare spec) from YAML; default: the shipped example budget."""
+    source = Path(path) if path is not None else default_budget_path()
+    try:
+        document = yaml.safe_load(source.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as error:
+        raise BudgetError(f"{source}: cannot read budget: {error}") from None
+    if not isinstance(document, dict):
+        raise BudgetError(f"{source}: expected an InferenceBudget manifest or its spec")
+    spec = document.get("spec", document)
+    try:
+        return SimBudget.from_spec(spec, attainment_target=attainment_target)
+    except BudgetError as error:
+        raise BudgetError(f"{source}: {error}") from None
+
+
+def default_budget_path() -> Path:
+    return Path(str(resources.files("inferbudget").joinpath("data", "budgets", DEFAULT_BUDGET)))
+
+
+def _as_mapping(value: Any) -> Mapping[str, Any]:
+    if isinstance(value, Mapping):
+        return value
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        dumped = dump(by_alias=True, exclude_none=True)
+        if isinstance(dumped, Mapping):
+            return dumped
+    raise BudgetError(f"expected a mapping or a pydantic model, got {type(value).__name__}")
+
+
+def _section(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = data.get(key) or {}
+    return _as_mapping(value)
+
+
+def _money(value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(Decimal(str(value)))
+    except InvalidOperation:
+        raise BudgetError(f"cost.maxPerHour {value!r} is not a number") from None
+
+
+def _gib(value: Any) -> float | None:
+    """A Kubernetes quantity (24Gi, 25769803776, 30G) in GiB."""
+    if value is None:
+        return None
+    if isinstance(value, int | float):
+        return float(value) / 2**30
+    match = re.fullmatch(r"\s*([0-9.]+)\s*([KMGT]i?|k)?\s*", str(value))
+    if match is None:
+        raise BudgetError(f"memory.maxPerReplica {value!r} is not a quantity such as 24Gi")
+    number, unit = float(match.group(1)), match.group(2) or ""
+    factor = _BINARY_UNITS.get(unit) or _DECIMAL_UNITS.get(unit) or 1.0
+    return number * factor / 2**30
