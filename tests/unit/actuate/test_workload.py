@@ -1,0 +1,70 @@
+"""Reading rollout state from a Deployment, and the patch a variant swap writes."""
+
+from typing import Any
+
+from inferbudget.actuate.variant import swap_patch
+from inferbudget.actuate.workload import parse_workload, selects
+from inferbudget.api.spec import Variant
+
+
+def deployment(**status: Any) -> dict[str, Any]:
+    return {
+        "kind": "Deployment",
+        "metadata": {"name": "llama", "namespace": "serving", "generation": 4, "uid": "u1"},
+        "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "llama"}},
+                 "template": {"metadata": {"labels": {"app": "llama", "inferbudget.io/variant": "bf16"}},
+                              "spec": {"containers": [{"name": "server"}, {"name": "sidecar"}]}}},
+        "status": status,
+    }
+
+
+def test_a_finished_rollout_is_complete() -> None:
+    workload = parse_workload(deployment(observedGeneration=4, replicas=3, updatedReplicas=3, readyReplicas=3,
+                                         availableReplicas=3))
+    assert workload.rollout_complete and not workload.rollout_in_progress
+    assert (workload.variant, workload.desired_replicas, workload.ready_replicas) == ("bf16", 3, 3)
+    assert workload.container_name(None) == "server" and workload.container_name("sidecar") == "sidecar"
+    assert workload.container_name("missing") is None
+
+
+def test_unobserved_generation_or_old_replicas_mean_in_progress() -> None:
+    assert parse_workload(deployment(observedGeneration=3, updatedReplicas=3, readyReplicas=3,
+                                     availableReplicas=3)).rollout_in_progress
+    assert parse_workload(deployment(observedGeneration=4, updatedReplicas=1, readyReplicas=3,
+                                     availableReplicas=3)).rollout_in_progress
+
+
+def test_progress_deadline_exceeded_is_a_failure_not_progress() -> None:
+    workload = parse_workload(deployment(observedGeneration=4, updatedReplicas=1, readyReplicas=2, conditions=[
+        {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]))
+    assert workload.deadline_exceeded and not workload.rollout_in_progress and not workload.rollout_complete
+
+
+def test_a_new_deployment_without_status_is_in_progress() -> None:
+    workload = parse_workload(deployment())
+    assert workload.rollout_in_progress and workload.ready_replicas == 0
+
+
+def test_selector_matches_only_pods_with_every_label() -> None:
+    assert selects({"app": "llama"}, {"app": "llama", "pod-template-hash": "x"})
+    assert not selects({"app": "llama"}, {"app": "mistral"})
+    assert not selects({}, {"app": "llama"}), "an empty selector would select every pod"
+
+
+def test_swap_patch_sets_the_label_and_only_the_fields_the_variant_names() -> None:
+    variant = Variant.model_validate({
+        "name": "int4", "quality": 0.93, "costPerReplicaHour": "4.10", "memory": "18Gi",
+        "container": {"args": ["--model", "x-w4a16"], "env": [{"name": "QUANT", "value": "w4a16"}],
+                      "resources": {"limits": {"nvidia.com/gpu": "1"}}}})
+    patch = swap_patch(variant, "server")
+    template = patch["spec"]["template"]
+    assert template["metadata"]["labels"] == {"inferbudget.io/variant": "int4"}
+    assert template["spec"]["containers"] == [{
+        "name": "server", "args": ["--model", "x-w4a16"], "env": [{"name": "QUANT", "value": "w4a16"}],
+        "resources": {"limits": {"nvidia.com/gpu": "1"}}}]
+    assert "image" not in template["spec"]["containers"][0], "an unset image is left as it is"
+
+
+def test_swap_patch_of_a_variant_without_overrides_only_relabels() -> None:
+    variant = Variant.model_validate({"name": "bf16", "quality": 1, "costPerReplicaHour": "4", "memory": "1Gi"})
+    assert swap_patch(variant, "server")["spec"]["template"]["spec"]["containers"] == [{"name": "server"}]
