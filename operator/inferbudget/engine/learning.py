@@ -1,0 +1,180 @@
+"""What the engine learns from the pods: each variant's capacity and start-up time, and what the fleet did.
+
+Capacity starts from the declared capacityHint and is then learned with the latency model (engine.latency)
+from steady fleets only: the same variant and replica count for a whole latency window, no rollout, so the
+percentile describes the replicas that are running now. The estimate used for planning moves towards the
+fitted line's capacity by a bounded step per observation, so one odd sample cannot swing it: down by at most
+MAX_STEP_DOWN (less capacity means more replicas, the safe direction, so evidence of a breach acts quickly)
+and up by at most MAX_STEP_UP.
+
+A variant that has not run yet is judged by its hint scaled by what the running variant taught: if the pods
+carry 60% of their declared capacity under the real traffic (burstier, longer requests than the benchmark
+behind the hints), the other variants most likely would too. Without that, every untried variant would look
+better than the running one, whose optimistic hint has been corrected while theirs have not.
+"""
+
+from dataclasses import dataclass
+
+from inferbudget.api.spec import InferenceBudgetSpec, Variant
+from inferbudget.api.status import LearnedVariant
+from inferbudget.engine.latency import Line, fitted_line, observe
+from inferbudget.engine.observation import Observation
+from inferbudget.engine.state import EngineState, Fleet, LatencyFit
+
+DEFAULT_STARTUP_SECONDS = 60.0  # neither declared nor learned yet: a typical model-server start
+MAX_STEP_DOWN = 0.25
+MAX_STEP_UP = 0.1
+STARTUP_LEARNING_RATE = 0.5
+MAX_STARTUP_SAMPLE_SECONDS = 3600.0  # longer "start-ups" are crash loops, not start-up time
+MIN_CAPACITY = 1e-3  # requests/s per replica: keeps replica counts finite when latency misses at any load
+MIN_SAMPLES_TO_TRANSFER = 5  # observations of the running variant before its lesson applies to the others
+
+
+@dataclass(frozen=True, slots=True)
+class Performance:
+    """What one replica of a variant is believed to do."""
+
+    capacity: float | None  # requests/s per replica at the latency threshold; None: unknown
+    slope: float | None  # of the latency line; None: unknown
+    startup_seconds: float
+
+    def line(self, threshold_s: float) -> Line | None:
+        """The latency line through the planning capacity (so predictions agree with replica counts)."""
+        if self.capacity is None or self.slope is None:
+            return None
+        return Line.through_capacity(self.capacity, self.slope, threshold_s)
+
+
+def performance(variant: Variant, state: EngineState, threshold_s: float, hint_factor: float) -> Performance:
+    """What one replica of `variant` is believed to do; `hint_factor` (see `hint_factor`) scales the hints of
+    variants without observations of their own."""
+    learned = state.learned.get(variant.name, LearnedVariant())
+    hint = capacity_hint(variant)
+    line = fitted_line(state.fits.get(variant.name, LatencyFit()), hint, threshold_s)
+    capacity = learned.requests_per_second_per_replica if learned.samples else (
+        hint * hint_factor if hint is not None else None)
+    return Performance(
+        capacity=capacity,
+        slope=line.slope if line is not None else None,
+        startup_seconds=_startup_seconds(variant, learned),
+    )
+
+
+def hint_factor(spec: InferenceBudgetSpec, state: EngineState, running: str | None) -> float:
+    """Learned capacity over declared capacity of the running variant, once it has been observed enough."""
+    variant = spec.variant(running) if running else None
+    if variant is None:
+        return 1.0
+    learned = state.learned.get(variant.name)
+    hint = capacity_hint(variant)
+    if learned is None or learned.samples < MIN_SAMPLES_TO_TRANSFER or hint is None:
+        return 1.0
+    capacity = learned.requests_per_second_per_replica
+    return capacity / hint if capacity is not None else 1.0
+
+
+def capacity_hint(variant: Variant) -> float | None:
+    return variant.capacity_hint.requests_per_second if variant.capacity_hint is not None else None
+
+
+def _startup_seconds(variant: Variant, learned: LearnedVariant) -> float:
+    if variant.startup_seconds is not None:
+        return float(variant.startup_seconds)
+    if learned.startup_seconds is not None:
+        return learned.startup_seconds
+    return DEFAULT_STARTUP_SECONDS
+
+
+# --- bookkeeping of the fleet ------------------------------------------------------------------------------
+
+
+def track_fleet(state: EngineState, spec: InferenceBudgetSpec, observation: Observation,
+                now: float) -> EngineState:
+    """Note variant changes (swaps), failed rollouts, and start-up times, from what the workload shows."""
+    fleet = Fleet(variant=observation.variant, desired=observation.desired_replicas,
+                  ready=observation.ready_replicas, since=now)
+    previous = state.fleet
+    swapped = previous is not None and previous.variant is not None and previous.variant != fleet.variant
+    unchanged = previous is not None and (previous.variant, previous.desired, previous.ready) == (
+        fleet.variant, fleet.desired, fleet.ready)
+    state = state.model_copy(update={
+        "fleet": previous if unchanged else fleet,
+        "last_swap_at": now if swapped else state.last_swap_at,
+        "failures": _failures(state, spec, observation, now),
+    })
+    return _track_startup(state, spec, observation, now)
+
+
+def _failures(state: EngineState, spec: InferenceBudgetSpec, observation: Observation,
+              now: float) -> dict[str, float]:
+    """Failed variants still within their back-off (older failures are forgotten, keeping the state small)."""
+    backoff = spec.policy.swap.failure_backoff_seconds
+    failures = dict(state.failures)
+    failed = observation.failed_rollout
+    if failed is not None and failed.failed_at + backoff > now:
+        failures[failed.variant] = max(failures.get(failed.variant, failed.failed_at), failed.failed_at)
+    return {name: at for name, at in failures.items() if at + backoff > now}
+
+
+def _track_startup(state: EngineState, spec: InferenceBudgetSpec, observation: Observation,
+                   now: float) -> EngineState:
+    """Time from replicas missing (ready < desired, or a rollout under way) to all Ready and rolled out, as
+    the start-up time of the variant then running."""
+    starting = observation.ready_replicas < observation.desired_replicas or observation.rollout_in_progress
+    if starting:
+        return state if state.starting_since is not None else state.model_copy(update={"starting_since": now})
+    started = state.starting_since
+    if started is None:
+        return state
+    state = state.model_copy(update={"starting_since": None})
+    variant = spec.variant(observation.variant) if observation.variant else None
+    if variant is None:
+        return state
+    sample = min(now - started, MAX_STARTUP_SAMPLE_SECONDS)
+    learned = state.learned.get(variant.name, LearnedVariant())
+    startup = sample if learned.startup_seconds is None else (
+        learned.startup_seconds + STARTUP_LEARNING_RATE * (sample - learned.startup_seconds))
+    return _with_learned(state, variant.name, learned.model_copy(update={"startup_seconds": startup}))
+
+
+# --- learning capacity -------------------------------------------------------------------------------------
+
+
+def learn_capacity(state: EngineState, spec: InferenceBudgetSpec, observation: Observation,
+                   now: float) -> EngineState:
+    """Add the observation to the variant's latency fit and move its capacity towards the fit's."""
+    variant = spec.variant(observation.variant) if observation.variant else None
+    rate = observation.per_replica_rate()
+    latency_ms = observation.latency_ms
+    if variant is None or rate is None or rate <= 0 or latency_ms is None or latency_ms <= 0:
+        return state
+    if not _steady(state, spec, observation, now):
+        return state
+    threshold_s = spec.latency.threshold_ms / 1000.0
+    fit = observe(state.fits.get(variant.name, LatencyFit()), rate, latency_ms / 1000.0)
+    state = state.model_copy(update={"fits": {**state.fits, variant.name: fit}})
+    line = fitted_line(fit, capacity_hint(variant), threshold_s)
+    if line is None:
+        return state
+    learned = state.learned.get(variant.name, LearnedVariant())
+    fitted = max(line.capacity(threshold_s), MIN_CAPACITY)
+    current = learned.requests_per_second_per_replica if learned.samples else capacity_hint(variant)
+    capacity = fitted if current is None else _bounded_step(current, fitted)
+    return _with_learned(state, variant.name, learned.model_copy(update={
+        "requests_per_second_per_replica": capacity, "samples": learned.samples + 1}))
+
+
+def _steady(state: EngineState, spec: InferenceBudgetSpec, observation: Observation, now: float) -> bool:
+    """The latency window saw only the replicas running now."""
+    fleet = state.fleet
+    return (not observation.rollout_in_progress and fleet is not None
+            and observation.ready_replicas == observation.desired_replicas
+            and fleet.since <= now - spec.latency.window_seconds)
+
+
+def _bounded_step(current: float, target: float) -> float:
+    return min(max(target, current * (1.0 - MAX_STEP_DOWN)), current * (1.0 + MAX_STEP_UP))
+
+
+def _with_learned(state: EngineState, name: str, learned: LearnedVariant) -> EngineState:
+    return state.model_copy(update={"learned": {**state.learned, name: learned}})

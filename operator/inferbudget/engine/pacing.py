@@ -1,0 +1,113 @@
+"""Pacing the running variant's replica count: up fast, down slowly, never in a flap.
+
+Up: at once to what the forecast needs, but by at most max(maxStepPercent % of the count, maxStepReplicas) a
+step, as the HPA's scale-up policies do. Down: only to what the highest load of the scale-down window needs (see
+engine.planning for the dead band), by at most maxStepPercent % a step, and only once a whole window has been
+observed. A count above what the cost ceiling or memory.maxTotal allow is cut at once: that is a budget breach,
+not a load change.
+"""
+
+import math
+
+from inferbudget.api.spec import InferenceBudgetSpec
+from inferbudget.api.status import Action
+from inferbudget.engine import messages as say
+from inferbudget.engine.decision import Decision, Reason, hold
+from inferbudget.engine.observation import Observation
+from inferbudget.engine.planning import Option, Plan, cost_cap, memory_cap, memory_per_replica, predicted_latency_ms
+
+
+def pace(spec: InferenceBudgetSpec, observation: Observation, plan: Plan) -> Decision:
+    option = plan.running
+    current = observation.desired_replicas
+    if option is None or option.sizing is None:
+        message = (f"capacity of {observation.variant} unknown (no capacityHint, nothing learned yet): "
+                   f"holding {say.fleet(current, observation.variant)}")
+        return hold(spec, observation.variant, current, "CapacityUnknown", message, feasible=None)
+    if option.replicas > current:
+        return _scale_up(spec, observation, option)
+    if option.replicas < current:
+        return _scale_down(spec, observation, option)
+    return _steady(spec, observation, option)
+
+
+def _scale_up(spec: InferenceBudgetSpec, observation: Observation, option: Option) -> Decision:
+    current = observation.desired_replicas
+    policy = spec.policy.scale_up
+    step = max(math.ceil(current * policy.max_step_percent / 100), policy.max_step_replicas)
+    target = min(option.replicas, current + step)
+    capped = f" (step cap; {option.replicas} needed)" if target < option.replicas else ""
+    change = f"{current} -> {target} replicas of {option.variant.name}{capped}"
+    latency_ms, threshold = observation.latency_ms, spec.latency.threshold_ms
+    load = observation.requests_per_second or 0.0
+    if latency_ms is not None and latency_ms > threshold:
+        message = (f"{say.percentile(spec)} {say.latency(latency_ms)} > {say.latency(threshold)} at "
+                   f"{say.rate(load)}: {change}")
+        return _change(spec, option, "ScaleUp", "LatencyOverBudget", message, target)
+    return _change(spec, option, "ScaleUp", "CapacityForecast", f"{_growth(option, load)}: {change}", target)
+
+
+def _growth(option: Option, load: float) -> str:
+    assert option.sizing is not None
+    planned = option.sizing.planned_load
+    if planned > load * 1.005:
+        return (f"{say.rate(load)} rising to {say.rate(planned)} within "
+                f"{say.seconds(option.sizing.horizon_seconds)}")
+    return f"{say.rate(load)} needs more replicas"
+
+
+def _scale_down(spec: InferenceBudgetSpec, observation: Observation, option: Option) -> Decision:
+    current = observation.desired_replicas
+    over_cost = current > cost_cap(spec, option.variant)
+    if over_cost or current > memory_cap(spec, memory_per_replica(option.variant, observation)):
+        return _cut_to_caps(spec, observation, option, "CostCeiling" if over_cost else "MemoryOverBudget")
+    assert option.sizing is not None
+    step = max(1, current * spec.policy.scale_down.max_step_percent // 100)
+    target = max(option.replicas, current - step)
+    window = say.seconds(spec.policy.scale_down.stabilization_seconds)
+    message = (f"peak {say.rate(option.sizing.window_load)} over the last {window} needs {option.replicas}: "
+               f"{current} -> {target} replicas of {option.variant.name}")
+    return _change(spec, option, "ScaleDown", "LoadFell", message, target)
+
+
+def _cut_to_caps(spec: InferenceBudgetSpec, observation: Observation, option: Option, reason: Reason) -> Decision:
+    current, target = observation.desired_replicas, option.replicas
+    name = option.variant.name
+    if reason == "CostCeiling":
+        assert spec.cost is not None
+        price = option.variant.cost_per_replica_hour_decimal
+        why = f"{current} replicas of {name} cost {say.money(price * current)} > {spec.cost.max_per_hour}/h"
+    else:
+        why = f"{current} replicas of {name} exceed memory.maxTotal"
+    return _change(spec, option, "ScaleDown", reason, f"{why}: {current} -> {target}", target)
+
+
+def _steady(spec: InferenceBudgetSpec, observation: Observation, option: Option) -> Decision:
+    """No change: either the load fell and the window still holds the replicas, or all is within budget."""
+    assert option.sizing is not None
+    current, name = observation.desired_replicas, option.variant.name
+    settled = max(option.sizing.settled, spec.replicas.min)
+    load = observation.requests_per_second or 0.0
+    if settled < current:
+        window = say.seconds(spec.policy.scale_down.stabilization_seconds)
+        message = (f"{say.rate(load)} needs {settled}; holding {say.fleet(current, name)} until the load has "
+                   f"stayed low for the {window} scale-down window")
+        return hold(spec, name, current, "Stabilizing", message, feasible=None, latency_ms=option.latency_ms)
+    latency, threshold = observation.latency_ms, spec.latency.threshold_ms
+    versus = "<=" if latency is not None and latency <= threshold else ">"
+    measured = (f"{say.percentile(spec)} {say.latency(latency)} {versus} {say.latency(threshold)} at "
+                if latency is not None else "")
+    message = f"{measured}{say.rate(load)}: {say.fleet(current, name)} ({say.money(option.cost_per_hour)})"
+    return Decision(action="None", reason="WithinBudget", message=message, variant=name, replicas=current,
+                    predicted_latency_ms=option.latency_ms, predicted_cost_per_hour=option.cost_per_hour,
+                    feasible=None)
+
+
+def _change(spec: InferenceBudgetSpec, option: Option, action: Action, reason: Reason, message: str,
+            target: int) -> Decision:
+    return Decision(
+        action=action, reason=reason, message=message, variant=option.variant.name, replicas=target,
+        predicted_latency_ms=predicted_latency_ms(spec, option.performance, option.sizing, target),
+        predicted_cost_per_hour=option.variant.cost_per_replica_hour_decimal * target,
+        feasible=None,
+    )

@@ -1,0 +1,246 @@
+"""The joint choice of (variant, replicas): what each variant needs for the planned load, which options meet
+the budgets, and which one the objective prefers.
+
+Sizing. A variant needs enough replicas to carry the forecast load at TARGET_UTILISATION of its capacity
+(capacity = load at which the latency percentile reaches the threshold; see engine.latency). Scale-down is sized
+for the highest load of the scale-down window at a utilisation SCALE_DOWN_TOLERANCE lower, a dead band that keeps
+steady load from flapping between two counts. The running variant keeps its count anywhere in that band; another
+variant is sized for SWAP_MARGIN more than the top of its band, so that a swap needs a clear advantage and a
+load wandering around the point where two variants cost the same does not swap back and forth.
+
+Budgets. Quality below policy.minQuality and variants in their failure back-off are never options. Each option is
+capped by replicas.max, the cost ceiling and memory.maxTotal; replicas.min is never undercut.
+
+Choice. Among the options that meet every budget: the cheapest (MinimizeCost; ties to the better quality) or the
+best quality (MaximizeQuality; ties to the cheaper); final ties keep the running variant, then the spec's order.
+When none meets every budget, the least bad one, in this order: memory per replica fits, the cost ceiling and
+memory.maxTotal hold (they are caps like replicas.max), then the most load carried (latency gives way first),
+then the cheapest, then the best quality.
+"""
+
+import math
+from dataclasses import dataclass
+from decimal import Decimal
+
+from inferbudget.api.spec import InferenceBudgetSpec, Variant
+from inferbudget.engine.forecast import forecast
+from inferbudget.engine.learning import Performance, hint_factor, performance
+from inferbudget.engine.observation import Observation
+from inferbudget.engine.state import EngineState
+
+TARGET_UTILISATION = 0.9  # headroom for the load's rise within a cycle and for error in the capacity estimate
+SCALE_DOWN_TOLERANCE = 0.05
+SWAP_MARGIN = 0.1
+UNBOUNDED = 1_000_000  # replicas "needed" when capacity is zero: more than any cap
+
+
+@dataclass(frozen=True, slots=True)
+class Loads:
+    """The load figures a cycle plans with, in requests/s."""
+
+    current: float
+    slope: float  # trend, requests/s per second
+    peak: float  # highest over the scale-down window (at least current)
+    low: float  # lowest over the scale-up window (current when that window is 0)
+    cycle_seconds: float
+
+    def horizon(self, startup_seconds: float) -> float:
+        """Seconds until replicas started now are Ready and the next cycle could correct them."""
+        return startup_seconds + self.cycle_seconds
+
+
+@dataclass(frozen=True, slots=True)
+class Sizing:
+    """Replicas a variant needs: `up` for the forecast, `down` for the scale-down window's peak, `settled` for
+    the forecast alone at the scale-down utilisation (what the window allows once the peak has passed), and
+    `switch` for the window's peak plus SWAP_MARGIN (to run it after a swap)."""
+
+    up: int
+    down: int
+    settled: int
+    switch: int
+    planned_load: float  # the forecast over the horizon
+    window_load: float  # the highest load the scale-down window holds replicas for
+    horizon_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    variant: Variant
+    replicas: int
+    sizing: Sizing | None  # None: capacity unknown (only the running variant can be such an option)
+    performance: Performance
+    cost_per_hour: Decimal
+    latency_ms: float | None  # predicted at the planned load
+    carries_load: bool
+    within_cost: bool
+    within_memory: bool
+    memory_per_replica_fits: bool
+    running: bool
+
+    @property
+    def feasible(self) -> bool:
+        return self.carries_load and self.within_cost and self.within_memory
+
+    @property
+    def carried_load(self) -> float:
+        capacity = self.performance.capacity or 0.0
+        return self.replicas * capacity * TARGET_UTILISATION
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    options: tuple[Option, ...]
+    best: Option
+    running: Option | None  # the running variant's option, when it is one
+
+    @property
+    def feasible(self) -> bool:
+        return any(option.feasible for option in self.options)
+
+
+def replicas_for(load: float, capacity: float, utilisation: float) -> int:
+    """Fewest replicas that carry `load` with each at `utilisation` of `capacity`."""
+    if load <= 0:
+        return 0
+    if capacity <= 0:
+        return UNBOUNDED
+    return min(math.ceil(load / (capacity * utilisation) - 1e-9), UNBOUNDED)
+
+
+def size(spec: InferenceBudgetSpec, perf: Performance, loads: Loads) -> Sizing | None:
+    if perf.capacity is None:
+        return None
+    horizon = loads.horizon(perf.startup_seconds)
+    planned = forecast(loads.current, loads.slope, horizon)
+    up_load = planned if spec.policy.scale_up.stabilization_seconds == 0 else min(planned, loads.low)
+    down_utilisation = TARGET_UTILISATION * (1 - SCALE_DOWN_TOLERANCE)
+    return Sizing(
+        up=replicas_for(up_load, perf.capacity, TARGET_UTILISATION),
+        down=replicas_for(max(planned, loads.peak), perf.capacity, down_utilisation),
+        settled=replicas_for(planned, perf.capacity, down_utilisation),
+        switch=replicas_for(max(planned, loads.peak) * (1 + SWAP_MARGIN), perf.capacity, down_utilisation),
+        planned_load=planned,
+        window_load=max(planned, loads.peak),
+        horizon_seconds=horizon,
+    )
+
+
+def plan(spec: InferenceBudgetSpec, observation: Observation, state: EngineState, loads: Loads,
+         may_scale_down: bool) -> Plan | None:
+    """Every option and the one to aim for; None when no variant can be sized (nothing known yet)."""
+    factor = hint_factor(spec, state, observation.variant)
+    sized = (_option(spec, observation, state, variant, loads, may_scale_down, factor)
+             for variant in _candidates(spec, state))
+    options = tuple(option for option in sized if option is not None)
+    if not options:
+        return None
+    running = next((option for option in options if option.running), None)
+    return Plan(options=options, best=choose(spec, options), running=running)
+
+
+def choose(spec: InferenceBudgetSpec, options: tuple[Option, ...]) -> Option:
+    order = {variant.name: index for index, variant in enumerate(spec.variants)}
+
+    def preference(option: Option) -> tuple[Decimal | float | bool | int, ...]:
+        cost, quality = option.cost_per_hour, -option.variant.quality
+        ranked = (cost, quality) if spec.policy.objective == "MinimizeCost" else (quality, cost)
+        return (*ranked, not option.running, order[option.variant.name])
+
+    def badness(option: Option) -> tuple[Decimal | float | bool | int, ...]:
+        return (not option.memory_per_replica_fits, not (option.within_cost and option.within_memory),
+                -option.carried_load, *preference(option))
+
+    feasible = [option for option in options if option.feasible]
+    return min(feasible, key=preference) if feasible else min(options, key=badness)
+
+
+def _candidates(spec: InferenceBudgetSpec, state: EngineState) -> list[Variant]:
+    """Variants at or above the quality floor, outside their failure back-off (unless every one is in it)."""
+    good_enough = [v for v in spec.variants if v.quality >= spec.policy.min_quality]
+    healthy = [v for v in good_enough if v.name not in state.failures]
+    return healthy or good_enough
+
+
+def _option(spec: InferenceBudgetSpec, observation: Observation, state: EngineState, variant: Variant,
+            loads: Loads, may_scale_down: bool, factor: float) -> Option | None:
+    running = variant.name == observation.variant
+    perf = performance(variant, state, spec.latency.threshold_ms / 1000.0, factor)
+    sizing = size(spec, perf, loads)
+    if sizing is None and not running:
+        return None  # a variant nobody knows the capacity of is not swapped to
+    needed = _needed(sizing, observation.desired_replicas, running, may_scale_down)
+    cap = replica_cap(spec, variant, memory_per_replica(variant, observation))
+    replicas = max(spec.replicas.min, min(needed, cap))
+    return _priced(spec, variant, observation, perf, sizing, replicas, carries_load=needed <= cap,
+                   running=running)
+
+
+def _needed(sizing: Sizing | None, current: int, running: bool, may_scale_down: bool) -> int:
+    """Replicas to run: the running variant stays anywhere in its dead band [up, down]; another variant is
+    sized for the top of its band plus the swap margin; unknown capacity keeps the current count."""
+    if sizing is None:
+        return current
+    if not running:
+        return max(sizing.up, sizing.switch)
+    return max(sizing.up, min(current, max(sizing.up, sizing.down)) if may_scale_down else current)
+
+
+def _priced(spec: InferenceBudgetSpec, variant: Variant, observation: Observation, perf: Performance,
+            sizing: Sizing | None, replicas: int, *, carries_load: bool, running: bool) -> Option:
+    cost = variant.cost_per_replica_hour_decimal * replicas
+    memory = memory_per_replica(variant, observation)
+    budget = spec.memory
+    fits_per_replica = budget is None or budget.max_per_replica_bytes is None or (
+        memory <= budget.max_per_replica_bytes)
+    within_total = budget is None or budget.max_total_bytes is None or memory * replicas <= budget.max_total_bytes
+    return Option(
+        variant=variant,
+        replicas=replicas,
+        sizing=sizing,
+        performance=perf,
+        cost_per_hour=cost,
+        latency_ms=predicted_latency_ms(spec, perf, sizing, replicas),
+        carries_load=carries_load,
+        within_cost=spec.cost is None or cost <= spec.cost.max_per_hour_decimal,
+        within_memory=fits_per_replica and within_total,
+        memory_per_replica_fits=fits_per_replica,
+        running=running,
+    )
+
+
+def replica_cap(spec: InferenceBudgetSpec, variant: Variant, memory_per_replica: int) -> int:
+    """Most replicas of the variant within replicas.max, the cost ceiling and memory.maxTotal."""
+    return min(spec.replicas.max, cost_cap(spec, variant), memory_cap(spec, memory_per_replica))
+
+
+def cost_cap(spec: InferenceBudgetSpec, variant: Variant) -> int:
+    """Most replicas of the variant within the cost ceiling."""
+    price = variant.cost_per_replica_hour_decimal
+    if spec.cost is None or price <= 0:
+        return UNBOUNDED
+    return int(spec.cost.max_per_hour_decimal // price)
+
+
+def memory_cap(spec: InferenceBudgetSpec, memory_per_replica: int) -> int:
+    """Most replicas of this memory within memory.maxTotal."""
+    if spec.memory is None or spec.memory.max_total_bytes is None or memory_per_replica <= 0:
+        return UNBOUNDED
+    return spec.memory.max_total_bytes // memory_per_replica
+
+
+def memory_per_replica(variant: Variant, observation: Observation) -> int:
+    """Measured memory for the running variant when there is a measurement, else the declared figure."""
+    measured = observation.memory_per_replica_bytes
+    if variant.name == observation.variant and measured is not None:
+        return measured
+    return variant.memory_bytes
+
+
+def predicted_latency_ms(spec: InferenceBudgetSpec, perf: Performance, sizing: Sizing | None,
+                          replicas: int) -> float | None:
+    line = perf.line(spec.latency.threshold_ms / 1000.0)
+    if line is None or sizing is None or replicas <= 0:
+        return None
+    latency_s = line.latency_s(sizing.planned_load / replicas)
+    return latency_s * 1000.0 if latency_s is not None else None

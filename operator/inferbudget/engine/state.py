@@ -1,0 +1,87 @@
+"""The engine's memory between cycles, kept in the resource's status (status.engineState) as JSON.
+
+Everything the engine remembers is here and nowhere else, so a restarted operator resumes exactly: deciding
+with a state read back from JSON gives the same decision as with the state kept in memory.
+"""
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import Field
+
+from inferbudget.api.base import ApiModel
+from inferbudget.api.status import LearnedVariant
+
+# (time, requests per second): recent load for the trend of the forecast.
+RateSample = tuple[float, float]
+# (bucket start, lowest, highest planned load in the bucket): the stabilization windows.
+WindowBucket = tuple[float, float, float]
+
+
+class LatencyFit(ApiModel):
+    """Exponentially weighted sums of observations x = requests/s per replica, y = 1 / latency in seconds.
+
+    The latency model (engine.latency) fits a line y = a - b * x to them; see there for why a line.
+    """
+
+    weight: float = 0.0
+    sum_x: float = 0.0
+    sum_y: float = 0.0
+    sum_xx: float = 0.0
+    sum_xy: float = 0.0
+
+
+class Fleet(ApiModel):
+    """The workload as last seen, and since when it has looked like that (for learning from steady fleets)."""
+
+    variant: str | None
+    desired: int
+    ready: int
+    since: float
+
+
+class Preference(ApiModel):
+    """Another variant has been the better choice since `since` (the sustained evidence a swap needs)."""
+
+    variant: str
+    since: float
+
+
+class PredictionRecord(ApiModel):
+    """What the last decision predicted, to compare with what is observed later."""
+
+    at: float
+    variant: str | None
+    replicas: int
+    latency_ms: float | None
+    cost_per_hour: float | None
+
+
+class EngineState(ApiModel):
+    version: Literal[1] = 1
+    observing_since: float | None = None  # first cycle with trustworthy metrics (windows are complete after it)
+    last_cycle_at: float | None = None
+    cycle_seconds: float | None = None  # time between the last two cycles
+    rates: tuple[RateSample, ...] = ()
+    window: tuple[WindowBucket, ...] = ()
+    fleet: Fleet | None = None
+    starting_since: float | None = None  # replicas have been starting (ready < desired) since then
+    last_swap_at: float | None = None  # when the workload's variant was last seen to change
+    preferred: Preference | None = None
+    failures: dict[str, float] = Field(default_factory=dict)  # variant -> when its rollout failed
+    learned: dict[str, LearnedVariant] = Field(default_factory=dict)
+    fits: dict[str, LatencyFit] = Field(default_factory=dict)
+    blind_since: float | None = None  # metrics missing or stale since then
+    last_prediction: PredictionRecord | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON data for status.engineState."""
+        return self.model_dump(mode="json", by_alias=True)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> "EngineState":
+        """The state saved by to_json; a fresh state for None. Raises ValueError on data it cannot read, and
+        the caller may then start afresh: a fresh state is cautious (no scale-down before a full window)."""
+        if data is None:
+            return cls()
+        return cls.model_validate(data)

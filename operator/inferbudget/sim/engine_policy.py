@@ -1,0 +1,140 @@
+"""The inferbudget engine as a simulator policy: the very decide() the operator runs, fed by the replay.
+
+Each control cycle the replay's `FleetObservation` becomes the engine's `Observation` (what the operator builds
+from Prometheus and the API server), the engine decides with the state it kept from the last cycle, and its
+decision becomes the `FleetTarget` the simulated Deployment is steered to.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from inferbudget.api.spec import InferenceBudgetSpec
+from inferbudget.engine import Decision, EngineState, Observation, decide
+from inferbudget.sim.budget import SimBudget, allowed_variants
+from inferbudget.sim.fleet import FleetProfile, GroupLoad, LengthSample, VariantModel, evaluate_group, length_sample
+from inferbudget.sim.policies import FleetObservation, FleetTarget
+from inferbudget.sim.replay import ReplayOptions, ReplayResult, replay
+from inferbudget.sim.suite import RunContext
+from inferbudget.sim.traces import Trace
+
+GIB = 2**30
+BENCHMARK_STEPS = 30  # bisection steps: capacity to about 1e-9 of the saturation rate
+BENCHMARK_SECONDS = 60  # of steady load before the percentile is read
+CYCLE_SECONDS = 15.0  # the operator's reconcile period for a budget
+
+
+class EnginePolicy:
+    """Replays the engine; keeps its EngineState between cycles as the operator keeps it in the status."""
+
+    def __init__(self, spec: InferenceBudgetSpec, *, interval_s: float = CYCLE_SECONDS) -> None:
+        self.name = "inferbudget"
+        self.interval_s = interval_s
+        self.spec = spec
+        self.state = EngineState()
+        self.decisions: list[Decision] = []
+
+    def decide(self, now: float, obs: FleetObservation) -> FleetTarget:
+        decision, self.state = decide(self.spec, observation_from(self.spec, obs), self.state, now)
+        self.decisions.append(decision)
+        return FleetTarget(decision.variant or obs.variant, decision.replicas, f"{decision.reason}: {decision.message}")
+
+
+def observation_from(spec: InferenceBudgetSpec, obs: FleetObservation) -> Observation:
+    """What the operator would observe: the budget's percentile of its signal, memory unless declared."""
+    available = obs.metrics_available
+    latency = obs.latency_ms(spec.latency.signal).at(spec.latency.percentile) if available else math.nan
+    measured_memory = spec.memory is None or spec.memory.signal != "declared"
+    memory = obs.memory_per_replica_gib * GIB if available and measured_memory else 0.0
+    return Observation(
+        sampled_at=obs.time_s if available else None,
+        requests_per_second=obs.request_rate if available else None,
+        latency_ms=None if math.isnan(latency) else latency,
+        memory_per_replica_bytes=int(memory) if memory > 0 else None,
+        variant=obs.variant,
+        desired_replicas=obs.desired_replicas,
+        ready_replicas=obs.ready_replicas,
+        rollout_in_progress=obs.rollout_in_progress,
+        metrics_available=available,
+    )
+
+
+def engine_spec(budget: SimBudget, profile: FleetProfile, trace: Trace) -> InferenceBudgetSpec:
+    """The InferenceBudget spec the engine decides with, rebuilt from the simulator's budget.
+
+    The budget's variants are the profile's, with the figures a user declares: quality, price, memory,
+    start-up time, and a capacity hint from a benchmark (`benchmark_capacity`). The engine then learns the
+    capacity the fleet really shows under the trace's load.
+    """
+    spec: dict[str, Any] = {
+        **budget.extra,
+        "targetRef": budget.extra.get("targetRef", {"name": "simulated"}),
+        "latency": {
+            "percentile": budget.latency_percentile,
+            "thresholdMs": round(budget.latency_threshold_ms),
+            "signal": budget.latency_signal,
+        },
+        "replicas": {"min": max(budget.replicas_min, 1), "max": budget.replicas_max},
+        "variants": [
+            _variant(model, benchmark_capacity(model, trace, budget)) for model in allowed_variants(budget, profile)
+        ],
+    }
+    if budget.max_cost_per_hour is not None:
+        spec["cost"] = {"maxPerHour": f"{budget.max_cost_per_hour:.2f}"}
+    if budget.max_memory_per_replica_gib is not None:
+        spec["memory"] = {"maxPerReplica": f"{budget.max_memory_per_replica_gib:.3f}Gi"}
+    return InferenceBudgetSpec.model_validate(spec)
+
+
+def _variant(model: VariantModel, capacity_rps: float) -> dict[str, Any]:
+    return {
+        "name": model.name,
+        "quality": model.quality,
+        "costPerReplicaHour": f"{model.price_per_hour:.2f}",
+        "memory": f"{model.memory_gib:.3f}Gi",
+        "capacityHint": {"requestsPerSecond": round(capacity_rps, 3)},
+        "startupSeconds": round(model.startup_s),
+    }
+
+
+def benchmark_capacity(model: VariantModel, trace: Trace, budget: SimBudget) -> float:
+    """What a user's benchmark of one replica would report as its capacity within the latency budget: the
+    steady request rate, at the trace's mean request lengths, at which the budget's percentile reaches the
+    threshold. Steady arrivals, so it misses what bursts cost; the engine learns that part online."""
+    sample = length_sample(trace, budget.latency_signal)
+    saturation = float(model.capacity_rps(trace.mean_input_tokens, trace.mean_output_tokens))
+    low, high = 0.0, saturation
+    for _ in range(BENCHMARK_STEPS):
+        middle = (low + high) / 2
+        if _steady_percentile_s(model, trace, budget, sample, middle) <= budget.threshold_s:
+            low = middle
+        else:
+            high = middle
+    return max(low, 1e-3)
+
+
+def _steady_percentile_s(
+    model: VariantModel, trace: Trace, budget: SimBudget, sample: LengthSample, rate: float
+) -> float:
+    bins = np.ones(BENCHMARK_SECONDS)
+    load = GroupLoad(
+        ready=bins,
+        arrivals=bins * rate,
+        mean_in=bins * trace.mean_input_tokens,
+        mean_out=bins * trace.mean_output_tokens,
+        backlog=0.0,
+        bin_seconds=1.0,
+    )
+    latency = evaluate_group(model, load, sample).latency(budget.latency_signal)[-1]
+    order = np.argsort(latency)
+    position = np.searchsorted(np.cumsum(sample.weights[order]), budget.quantile)
+    return float(latency[order][min(position, len(order) - 1)])
+
+
+def run_engine(context: RunContext) -> ReplayResult:
+    """The suite's runner for the engine: one replay, no tuning (the engine has nothing to tune offline)."""
+    policy = EnginePolicy(engine_spec(context.budget, context.profile, context.trace))
+    return replay(context.trace, context.profile, context.budget, policy, ReplayOptions(progress=context.progress))

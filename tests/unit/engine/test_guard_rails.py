@@ -1,0 +1,236 @@
+"""Each guard rail of the engine, by example: what it does and what it refuses to do.
+
+The budgets come from `builders`: big carries 4 req/s per replica, small 6 (both 10.00/h); the engine plans
+replicas at 90% of capacity, so 20 req/s needs 6 big replicas or 4 small ones.
+"""
+
+from typing import get_args
+
+from inferbudget.engine import REASONS, EngineState, FailedRollout, Reason, decide
+
+from .builders import Fleet, budget, one_variant, seen
+
+
+def test_scale_up_is_immediate_but_capped_per_step() -> None:
+    fleet = Fleet(one_variant(), replicas=1)
+    first = fleet.step(0.0, 30.0)
+    assert (first.action, first.replicas) == ("ScaleUp", 5)  # 1 + max(100% of 1, 4 replicas)
+    assert first.message == "30.0 req/s needs more replicas: 1 -> 5 replicas of big (step cap; 9 needed)"
+    assert fleet.step(15.0, 30.0).replicas == 9
+
+
+def test_the_scale_up_step_follows_the_policy() -> None:
+    spec = one_variant(policy={"scaleUp": {"maxStepPercent": 50, "maxStepReplicas": 1}})
+    fleet = Fleet(spec, replicas=4)
+    assert fleet.step(0.0, 30.0).replicas == 6  # 4 + max(50% of 4, 1)
+
+
+def test_latency_over_budget_is_said_with_the_numbers() -> None:
+    spec = one_variant()
+    decision, _ = decide(spec, seen(30.0, replicas=8, latency_ms=1500.0), EngineState(), 0.0)
+    assert decision.reason == "LatencyOverBudget"
+    assert decision.message == "p95 1.5s > 1.0s at 30.0 req/s: 8 -> 9 replicas of big"
+
+
+def test_scale_down_waits_for_the_stabilization_window() -> None:
+    fleet = Fleet(one_variant(), replicas=9)
+    fleet.run(0.0, 300.0, rps=30.0)
+    held = [fleet.step(now, 3.0) for now in range(300, 600, 15)]
+    assert all(d.action == "Hold" and d.reason == "Stabilizing" for d in held)
+    down = fleet.step(600.0, 3.0)
+    assert (down.action, down.reason, down.replicas) == ("ScaleDown", "LoadFell", 1)
+
+
+def test_no_scale_down_before_a_whole_window_has_been_observed() -> None:
+    fleet = Fleet(one_variant(), replicas=9)
+    early = [fleet.step(now, 3.0) for now in range(0, 300, 15)]
+    assert all(d.reason == "Stabilizing" for d in early)
+    assert fleet.step(300.0, 3.0).action == "ScaleDown"
+
+
+def test_scale_down_is_capped_per_step() -> None:
+    fleet = Fleet(one_variant(policy={"scaleDown": {"maxStepPercent": 50}}), replicas=9)
+    fleet.run(0.0, 300.0, rps=3.0)
+    steps = [fleet.step(now, 3.0).replicas for now in range(300, 375, 15)]
+    assert steps == [5, 3, 2, 1, 1]
+
+
+def test_rising_load_is_forecast_over_the_start_up_time() -> None:
+    fleet = Fleet(one_variant(), replicas=1)
+    for step in range(9):
+        decision = fleet.step(step * 15.0, 2.0 + step)  # +1 req/s every 15 s; start-up 60 s
+    assert decision.reason == "CapacityForecast"
+    assert "10.0 req/s rising to 15.0 req/s within 75s" in decision.message
+    assert decision.replicas == 5  # ceil(15 / 3.6), where 10 req/s alone would need 3
+
+
+def test_a_swap_needs_sustained_evidence() -> None:
+    fleet = Fleet(budget(), replicas=6)
+    waiting = [fleet.step(now, 20.0) for now in range(0, 120, 15)]
+    assert all(d.action == "Hold" and d.reason == "Stabilizing" for d in waiting)
+    assert "small would be better (50.00/h instead of 60.00/h); sustained 0s of 120s" in waiting[0].message
+    swap = fleet.step(120.0, 20.0)
+    assert (swap.action, swap.reason, swap.variant, swap.replicas) == ("Swap", "CheaperVariant", "small", 5)
+
+
+def test_a_blind_cycle_interrupts_the_evidence() -> None:
+    fleet = Fleet(budget(), replicas=6)
+    fleet.run(0.0, 60.0, rps=20.0)
+    fleet.step(60.0, None, metrics_available=False)
+    before = [fleet.step(now, 20.0) for now in range(75, 195, 15)]
+    assert all(d.action != "Swap" for d in before)
+    assert fleet.step(195.0, 20.0).action == "Swap"
+
+
+def test_swaps_are_a_cooldown_apart() -> None:
+    spec = budget(policy={"swap": {"sustainSeconds": 0, "cooldownSeconds": 900}})
+    fleet = Fleet(spec, replicas=6)
+    assert fleet.step(0.0, 20.0).action == "Swap"
+    later = [fleet.step(now, 2.0) for now in range(15, 915, 15)]
+    assert all(d.action != "Swap" for d in later)
+    assert any(d.reason == "SwapCooldown" for d in later)
+    back = fleet.step(915.0, 2.0)
+    assert (back.action, back.reason, back.variant) == ("Swap", "BetterQualityFits", "big")
+
+
+def test_a_rollout_in_progress_holds_everything_but_added_capacity() -> None:
+    spec = budget()
+    state = EngineState()
+    for now in range(0, 400, 15):
+        decision, state = decide(spec, seen(0.5, replicas=6, rollout_in_progress=True, at=now), state, now)
+        assert (decision.action, decision.reason) == ("Hold", "RolloutInProgress")
+    decision, state = decide(spec, seen(40.0, replicas=6, rollout_in_progress=True, at=400.0), state, 400.0)
+    assert decision.action == "ScaleUp" and decision.variant == "big"
+
+
+def test_a_failed_variant_is_avoided_for_its_back_off() -> None:
+    spec = budget(policy={"swap": {"failureBackoffSeconds": 600}})
+    fleet = Fleet(spec, replicas=6)
+    failure = FailedRollout(variant="small", failed_at=0.0)
+    during = [fleet.step(now, 20.0, failed_rollout=failure) for now in range(0, 600, 15)]
+    assert all(d.action != "Swap" for d in during)
+    after = [fleet.step(now, 20.0, failed_rollout=failure) for now in range(600, 750, 15)]
+    assert [d.variant for d in after if d.action == "Swap"] == ["small"]
+
+
+def test_running_a_failed_variant_swaps_away_at_once() -> None:
+    decision, _ = decide(budget(), seen(20.0, variant="small", replicas=4,
+                                        failed_rollout=FailedRollout(variant="small", failed_at=0.0)),
+                         EngineState(), 10.0)
+    assert (decision.action, decision.reason, decision.variant) == ("Swap", "VariantRolledBack", "big")
+
+
+def test_missing_metrics_hold() -> None:
+    decision, _ = decide(budget(), seen(None, replicas=3, metrics_available=False), EngineState(), 0.0)
+    assert (decision.action, decision.reason, decision.replicas) == ("Hold", "MetricsMissing", 3)
+
+
+def test_stale_metrics_hold() -> None:
+    decision, _ = decide(budget(), seen(1.0, replicas=3, at=0.0), EngineState(), 200.0)
+    assert (decision.action, decision.reason) == ("Hold", "MetricsStale")
+    assert decision.feasible is None
+
+
+def test_fallback_replicas_after_metrics_have_been_missing_long_enough() -> None:
+    spec = budget(policy={"whenMetricsMissing": {"action": "Fallback", "fallbackReplicas": 5, "afterSeconds": 60}})
+    fleet = Fleet(spec, replicas=2)
+    early = [fleet.step(now, None, metrics_available=False) for now in range(0, 60, 15)]
+    assert all(d.reason == "MetricsMissing" for d in early)
+    fallback = fleet.step(60.0, None, metrics_available=False)
+    assert (fallback.action, fallback.reason, fallback.replicas) == ("ScaleUp", "FallbackReplicas", 5)
+
+
+def test_the_fallback_never_scales_down() -> None:
+    spec = budget(policy={"whenMetricsMissing": {"action": "Fallback", "fallbackReplicas": 2, "afterSeconds": 0}})
+    decision, _ = decide(spec, seen(None, replicas=6, metrics_available=False), EngineState(), 0.0)
+    assert (decision.action, decision.replicas) == ("Hold", 6)
+
+
+def test_after_blindness_a_whole_window_is_observed_before_scaling_down() -> None:
+    fleet = Fleet(one_variant(), replicas=9)
+    fleet.run(0.0, 600.0, rps=30.0)
+    fleet.run(600.0, 600.0, rps=None, metrics_available=False)
+    back = [fleet.step(now, 3.0) for now in range(1200, 1500, 15)]
+    assert all(d.action != "ScaleDown" for d in back)
+    assert fleet.step(1500.0, 3.0).action == "ScaleDown"
+
+
+def test_an_infeasible_budget_gets_the_least_bad_option() -> None:
+    spec = budget(cost={"maxPerHour": "30.00"})
+    fleet = Fleet(spec, replicas=3)
+    decisions = [fleet.step(now, 30.0) for now in range(0, 300, 15)]
+    assert all(d.feasible is False for d in decisions)
+    assert all(d.predicted_cost_per_hour is not None and d.predicted_cost_per_hour <= 30 for d in decisions)
+    swap = next(d for d in decisions if d.action == "Swap")
+    # small carries 3 x 5.4 req/s within the ceiling, big only 3 x 3.6: latency gives way, the ceiling holds
+    assert (swap.reason, swap.variant, swap.replicas) == ("Infeasible", "small", 3)
+    assert swap.message.startswith("no option meets every budget; least bad: 3 replicas of small")
+
+
+def test_memory_over_budget_swaps_at_once() -> None:
+    spec = budget(memory={"maxPerReplica": "32Gi"})
+    decision, _ = decide(spec, seen(5.0, replicas=2, memory_per_replica_bytes=34 * 2**30), EngineState(), 0.0)
+    assert (decision.action, decision.reason, decision.variant) == ("Swap", "MemoryOverBudget", "small")
+
+
+def test_a_variant_declared_too_big_for_the_memory_budget_is_not_run() -> None:
+    decision, _ = decide(budget(memory={"maxPerReplica": "25Gi"}), seen(5.0), EngineState(), 0.0)
+    assert (decision.action, decision.reason, decision.variant) == ("Swap", "MemoryOverBudget", "small")
+
+
+def test_replicas_over_the_cost_ceiling_are_cut_at_once() -> None:
+    decision, _ = decide(one_variant(cost={"maxPerHour": "40.00"}), seen(3.0, replicas=6), EngineState(), 0.0)
+    assert (decision.action, decision.reason, decision.replicas) == ("ScaleDown", "CostCeiling", 4)
+
+
+def test_a_variant_below_the_quality_floor_is_swapped_at_once() -> None:
+    spec = budget(policy={"minQuality": 0.99})
+    decision, _ = decide(spec, seen(5.0, variant="small"), EngineState(), 0.0)
+    assert (decision.action, decision.reason, decision.variant) == ("Swap", "QualityFloor", "big")
+
+
+def test_an_unknown_variant_is_replaced() -> None:
+    decision, _ = decide(budget(), seen(5.0, variant="medium"), EngineState(), 0.0)
+    assert (decision.action, decision.reason, decision.variant) == ("Swap", "UnknownVariant", "big")
+
+
+def test_replicas_outside_the_bounds_are_brought_inside() -> None:
+    above, _ = decide(budget(), seen(5.0, replicas=12), EngineState(), 0.0)
+    assert (above.action, above.reason, above.replicas) == ("ScaleDown", "ReplicaBounds", 10)
+    below, _ = decide(budget(replicas={"min": 2}), seen(5.0, replicas=1), EngineState(), 0.0)
+    assert (below.action, below.reason, below.replicas) == ("ScaleUp", "ReplicaBounds", 2)
+
+
+def test_paused_decides_nothing_and_remembers_nothing() -> None:
+    state = EngineState()
+    decision, after = decide(budget(paused=True), seen(50.0, replicas=1), state, 0.0)
+    assert (decision.action, decision.reason, decision.replicas) == ("Hold", "Paused", 1)
+    assert after == state
+
+
+def test_maximize_quality_prefers_quality_within_the_budgets() -> None:
+    quality = {"policy": {"objective": "MaximizeQuality", "swap": {"sustainSeconds": 0}}}
+    decision, _ = decide(budget(**quality), seen(20.0, variant="small", replicas=4), EngineState(), 0.0)
+    assert (decision.action, decision.variant) == ("Swap", "big")
+    capped, _ = decide(budget(**quality, cost={"maxPerHour": "50.00"}), seen(20.0, variant="small", replicas=4),
+                       EngineState(), 0.0)
+    assert capped.variant == "small"  # big would need 6 replicas, 60.00/h
+
+
+def test_latency_over_budget_teaches_a_lower_capacity() -> None:
+    fleet = Fleet(one_variant(), replicas=3)
+    decisions = [fleet.step(now, 9.0, latency_ms=1500.0) for now in range(0, 300, 15)]
+    assert any(d.action == "ScaleUp" and d.reason == "LatencyOverBudget" for d in decisions)
+    learned = fleet.state.learned["big"].requests_per_second_per_replica
+    assert learned is not None and learned < 3.0
+
+
+def test_one_good_sample_moves_capacity_by_a_bounded_step() -> None:
+    fleet = Fleet(one_variant(), replicas=3)
+    fleet.run(0.0, 60.0, rps=9.0)
+    fleet.step(60.0, 9.0, latency_ms=100.0)
+    assert fleet.state.learned["big"].requests_per_second_per_replica == 4.0 * 1.1
+
+
+def test_every_reason_is_documented() -> None:
+    assert set(REASONS) == set(get_args(Reason))
