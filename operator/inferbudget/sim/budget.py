@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+from inferbudget.sim.fleet import FleetProfile, VariantModel
+
 DEFAULT_BUDGET = "llama-3.1-8b-chat.yaml"
 _BINARY_UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
 _DECIMAL_UNITS = {"k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
@@ -152,3 +154,14 @@ def _gib(value: Any) -> float | None:
     number, unit = float(match.group(1)), match.group(2) or ""
     factor = _BINARY_UNITS.get(unit) or _DECIMAL_UNITS.get(unit) or 1.0
     return number * factor / 2**30
+
+
+def allowed_variants(budget: SimBudget, profile: FleetProfile) -> list[VariantModel]:
+    """Variants of the profile the budget lets a policy run: named by it, above the quality floor, fitting memory."""
+    names = budget.variants or tuple(profile.variants)
+    limit = budget.max_memory_per_replica_gib
+    return [
+        model
+        for model in (profile.variant(name) for name in names)
+        if model.quality >= budget.min_quality and (limit is None or model.memory_gib <= limit)
+    ]

@@ -25,6 +25,10 @@ class FleetState:
     target_replicas: int
     max_surge_fraction: float = 0.25
     pods: dict[str, list[float]] = field(default_factory=dict)
+    version: int = 0  # bumped whenever a pod is added or removed
+
+    def _signature(self) -> tuple[tuple[str, int], ...]:
+        return tuple((name, len(times)) for name, times in self.pods.items())
 
     @classmethod
     def warm(cls, variant: str, replicas: int, max_surge_fraction: float) -> FleetState:
@@ -33,12 +37,19 @@ class FleetState:
 
     def apply(self, now: float, variant: str, replicas: int, startup_s: float) -> None:
         """Steer the fleet towards `replicas` pods of `variant` (one reconcile of the Deployment controller)."""
+        replicas = max(replicas, 0)
+        unchanged = variant == self.target_variant and replicas == self.target_replicas
+        if unchanged and not self.rollout_in_progress() and len(self.pods.get(variant, ())) == replicas:
+            return  # nothing to do: the common case, kept cheap
         self.target_variant = variant
-        self.target_replicas = max(replicas, 0)
+        self.target_replicas = replicas
+        before = self._signature()
         self.pods.setdefault(variant, [])
         for _ in range(2):  # removing old pods can make room for new ones in the same reconcile
             self._reconcile(now, startup_s)
         self.pods = {name: times for name, times in self.pods.items() if times or name == variant}
+        if self._signature() != before:
+            self.version += 1
 
     def _reconcile(self, now: float, startup_s: float) -> None:
         new = self.pods[self.target_variant]

@@ -6,6 +6,7 @@ with the fleet it wants (`FleetTarget`). Baselines run one fixed variant: they s
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import deque
 from collections.abc import Callable
@@ -305,7 +306,9 @@ class KnativePodAutoscaler:
         self.interval_s = settings.tick_s
         self.replicas_min = replicas_min
         self.replicas_max = replicas_max
-        self._samples: deque[tuple[float, float]] = deque()  # (time, concurrency) per second
+        # Per-second concurrency samples, enough for the stable window at one sample per second.
+        self._samples: deque[float] = deque(maxlen=max(1, math.ceil(settings.stable_window_s)))
+        self._sample_s = 1.0
         self._panic_until = -math.inf
         self._max_panic_pods = 0
 
@@ -315,8 +318,8 @@ class KnativePodAutoscaler:
             return FleetTarget(self.variant, current, "metrics unavailable: keep replicas")
         self._record(now, obs)
         ready = max(obs.ready_replicas, 1)
-        stable = self._desired(self.settings.stable_window_s, now)
-        panic = self._desired(self._panic_window_s(), now)
+        stable = self._desired(self.settings.stable_window_s)
+        panic = self._desired(self._panic_window_s())
         desired = self._panic_or_stable(now, stable, panic, ready)
         desired = min(desired, math.ceil(ready * self.settings.max_scale_up_rate))
         desired = max(desired, math.floor(ready / self.settings.max_scale_down_rate))
@@ -331,19 +334,17 @@ class KnativePodAutoscaler:
         series = obs.concurrency_series
         if series.size == 0:
             series = np.asarray([obs.running_requests + obs.waiting_requests])
-        step = obs.window_s / series.size
-        start = now - obs.window_s
-        for index, value in enumerate(series):
-            self._samples.append((start + (index + 1) * step, float(value)))
-        while self._samples and self._samples[0][0] <= now - self.settings.stable_window_s:
-            self._samples.popleft()
+        self._samples.extend(float(value) for value in series)
+        self._sample_s = obs.window_s / series.size
 
-    def _desired(self, window_s: float, now: float) -> int:
-        values = [value for t, value in self._samples if t > now - window_s]
-        if not values:
+    def _desired(self, window_s: float) -> int:
+        """Pods for the average concurrency over the last `window_s` seconds of per-second samples."""
+        count = min(len(self._samples), max(1, round(window_s / self._sample_s)))
+        if count == 0:
             return 0
+        recent = list(itertools.islice(reversed(self._samples), count))
         per_pod = self.settings.target_concurrency * self.settings.target_utilization
-        return math.ceil(sum(values) / len(values) / per_pod)
+        return math.ceil(sum(recent) / count / per_pod)
 
     def _panic_or_stable(self, now: float, stable: int, panic: int, ready: int) -> int:
         if panic / ready >= self.settings.panic_threshold_percentage / 100.0:

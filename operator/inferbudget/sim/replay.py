@@ -133,6 +133,13 @@ class _Chunk:
     outcomes: dict[str, GroupOutcome]
     within_share: FloatArray  # share of each bin's requests within the threshold
     latency: FloatArray  # budget percentile of the budget signal per bin
+    fleet_version: int  # FleetState.version the chunk was evaluated for
+    ready_total: FloatArray  # Ready pods per bin, all variants
+    quality: FloatArray  # quality of the variant serving an average request of each bin
+    running: FloatArray  # in-flight requests per bin, all variants
+    waiting: FloatArray  # queued requests at the end of each bin, all variants
+    memory_gib: FloatArray  # highest memory in use on a serving replica, per bin
+    kv_usage: FloatArray  # highest KV-cache use on a serving replica, per bin
 
 
 class _Replay:
@@ -239,6 +246,8 @@ class _Replay:
     def _still_valid(self, chunk: _Chunk, fleet: FleetState, start: int) -> bool:
         if fleet.target_variant != chunk.target:
             return False
+        if fleet.version == chunk.fleet_version:
+            return True
         ready = fleet.ready_at(self.bin_times[start : chunk.stop])
         if set(ready) != set(chunk.ready):
             return False
@@ -275,7 +284,25 @@ class _Replay:
             shares[name] = share
         self.carried_backlog = {name: float(outcome.backlog[-1]) for name, outcome in outcomes.items()}
         within, latency = self._slo_per_bin(outcomes, shares)
-        return _Chunk(start, stop, fleet.target_variant, ready, shares, outcomes, within, latency)
+        zeros = np.zeros(stop - start)
+        serving = {name: ready[name] > 0 for name in outcomes}
+        return _Chunk(
+            start=start,
+            stop=stop,
+            target=fleet.target_variant,
+            ready=ready,
+            shares=shares,
+            outcomes=outcomes,
+            within_share=within,
+            latency=latency,
+            fleet_version=fleet.version,
+            ready_total=total_ready,
+            quality=sum((self._model(name).quality * share for name, share in shares.items()), zeros),
+            running=sum((outcome.running for outcome in outcomes.values()), zeros),
+            waiting=sum((outcome.backlog for outcome in outcomes.values()), zeros),
+            memory_gib=np.max([np.where(serving[n], o.memory_gib, 0.0) for n, o in outcomes.items()], axis=0),
+            kv_usage=np.max([np.where(serving[n], o.kv_usage, 0.0) for n, o in outcomes.items()], axis=0),
+        )
 
     @staticmethod
     def _rehome_backlog(backlog: dict[str, float], ready: dict[str, FloatArray], target: str) -> dict[str, float]:
@@ -307,13 +334,10 @@ class _Replay:
         seconds = (stop - start) * self.trace.bin_seconds
         arrivals = self.trace.requests[start:stop]
         self.within[start:stop] = chunk.within_share[offset:end] * arrivals
-        self.latency[start:stop] = np.where(arrivals > 0, chunk.latency[offset:end], np.nan)
-        for name, share in chunk.shares.items():
-            self.quality_served += self._model(name).quality * float(np.dot(arrivals, share[offset:end]))
+        self.latency[start:stop] = chunk.latency[offset:end]
+        self.quality_served += float(np.dot(arrivals, chunk.quality[offset:end]))
         self.desired[start:stop] = target.replicas
-        self.ready_total[start:stop] = sum(
-            (count[offset:end] for count in chunk.ready.values()), np.zeros(stop - start)
-        )
+        self.ready_total[start:stop] = chunk.ready_total[offset:end]
         self.pods[start:stop] = fleet.total_pods()
         self.variant_index[start:stop] = self.names.index(target.variant)
         for name, pods in fleet.pods.items():
@@ -327,31 +351,30 @@ class _Replay:
     ) -> FleetObservation:
         offset, end = start - chunk.start, stop - chunk.start
         bin_s = self.trace.bin_seconds
+        window = (stop - start) * bin_s
         arrivals = self.trace.requests[start:stop]
         requests = float(arrivals.sum())
         ready_end = {name: int(count[end - 1]) for name, count in chunk.ready.items()}
-        outcomes = chunk.outcomes
-        running = sum((o.running[offset:end] for o in outcomes.values()), np.zeros(stop - start))
-        waiting = sum((o.backlog[offset:end] for o in outcomes.values()), np.zeros(stop - start))
-        serving = [o for name, o in outcomes.items() if chunk.ready[name][offset:end].max() > 0]
+        running = chunk.running[offset:end]
+        waiting = chunk.waiting[offset:end]
         return FleetObservation(
             time_s=stop * bin_s,
-            window_s=(stop - start) * bin_s,
-            request_rate=requests / ((stop - start) * bin_s),
-            mean_input_tokens=float(self.trace.input_tokens[start:stop].sum() / max(requests, 1.0)),
-            mean_output_tokens=float(self.trace.output_tokens[start:stop].sum() / max(requests, 1.0)),
-            memory_per_replica_gib=max((float(o.memory_gib[offset:end].max()) for o in serving), default=0.0),
-            kv_cache_usage=max((float(o.kv_usage[offset:end].max()) for o in serving), default=0.0),
+            window_s=window,
+            request_rate=requests / window,
+            mean_input_tokens=float(self.trace.input_tokens[start:stop].sum()) / max(requests, 1.0),
+            mean_output_tokens=float(self.trace.output_tokens[start:stop].sum()) / max(requests, 1.0),
+            memory_per_replica_gib=float(chunk.memory_gib[offset:end].max()),
+            kv_cache_usage=float(chunk.kv_usage[offset:end].max()),
             variant=target.variant,
             desired_replicas=target.replicas,
             ready_replicas=sum(ready_end.values()),
             ready_by_variant=ready_end,
-            running_requests=float(running.mean()),
+            running_requests=float(running.sum()) / (end - offset),
             waiting_requests=float(waiting[-1]),
             rollout_in_progress=fleet.rollout_in_progress(),
             requests_per_second_series=arrivals / bin_s,
             concurrency_series=running + waiting,
-            ready_series=sum((count[offset:end] for count in chunk.ready.values()), np.zeros(stop - start)),
+            ready_series=chunk.ready_total[offset:end],
             latency_source=lambda signal: self._percentiles(chunk, offset, end, signal),
         )
 

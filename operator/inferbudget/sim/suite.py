@@ -1,0 +1,240 @@
+"""Which policies a simulation compares, and how each is run: the registry behind `simulate` and `make bench`.
+
+A runner takes the trace, profile and budget and returns one `ReplayResult`. Baselines are tuned: each runs on
+every variant the budget allows (a baseline cannot swap) with a grid of its target settings, and the cheapest
+run meeting the SLO attainment target is reported; if none meets it, the run with the best attainment is.
+Adding a policy (the inferbudget engine's adapter does this) is one entry in `POLICY_RUNNERS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from inferbudget.sim.budget import SimBudget, allowed_variants
+from inferbudget.sim.fleet import FleetProfile, VariantModel
+from inferbudget.sim.oracle import OraclePolicy, plan_oracle
+from inferbudget.sim.policies import (
+    HorizontalPodAutoscaler,
+    HpaSettings,
+    KedaPrometheusScaler,
+    KedaSettings,
+    KnativePodAutoscaler,
+    KpaSettings,
+    Policy,
+)
+from inferbudget.sim.replay import ProgressCallback, ReplayOptions, ReplayResult, replay
+from inferbudget.sim.traces import Trace
+
+
+@dataclass(frozen=True, slots=True)
+class RunContext:
+    """Everything a policy runner needs besides the policy itself."""
+
+    trace: Trace
+    profile: FleetProfile
+    budget: SimBudget
+    progress: ProgressCallback | None = None
+
+
+PolicyRunner = Callable[[RunContext], ReplayResult]
+
+
+@dataclass(frozen=True, slots=True)
+class Baseline:
+    """A baseline autoscaler: how to build it for a variant and a setting, and the settings to try.
+
+    `settings(model, context)` lists target values from the cheapest (fewest replicas) to the most generous.
+    """
+
+    name: str
+    build: Callable[[VariantModel, float, SimBudget], Policy]
+    settings: Callable[[VariantModel, RunContext], list[float]]
+    unit: str
+
+
+@dataclass(slots=True)
+class TuningLog:
+    """Every run the tuner made, for the bench report."""
+
+    runs: list[dict[str, object]] = field(default_factory=list)
+
+
+def _hpa(model: VariantModel, target: float, budget: SimBudget) -> Policy:
+    settings = HpaSettings(target_per_replica=target)
+    return HorizontalPodAutoscaler(
+        model.name, settings, replicas_min=budget.replicas_min, replicas_max=budget.replicas_max
+    )
+
+
+def _keda(model: VariantModel, target: float, budget: SimBudget) -> Policy:
+    settings = KedaSettings(threshold_rps_per_replica=target)
+    return KedaPrometheusScaler(
+        model.name, settings, replicas_min=budget.replicas_min, replicas_max=budget.replicas_max
+    )
+
+
+def _kpa(model: VariantModel, target: float, budget: SimBudget) -> Policy:
+    settings = KpaSettings(target_concurrency=target)
+    return KnativePodAutoscaler(
+        model.name, settings, replicas_min=budget.replicas_min, replicas_max=budget.replicas_max
+    )
+
+
+def _concurrency_grid(model: VariantModel, context: RunContext) -> list[float]:
+    """In-flight requests per pod: from near the batch limit down to a few."""
+    lengths = np.asarray([context.trace.mean_input_tokens]), np.asarray([context.trace.mean_output_tokens])
+    limit = float(model.batch_limit(*lengths)[0])
+    return sorted(
+        {max(1.0, round(limit * fraction)) for fraction in (0.75, 0.5, 0.35, 0.25, 0.15, 0.1, 0.05, 0.02)}, reverse=True
+    )
+
+
+def _rate_grid(model: VariantModel, context: RunContext) -> list[float]:
+    """Requests/s per pod as fractions of the variant's saturation capacity for the trace's mean lengths."""
+    capacity = float(model.capacity_rps(context.trace.mean_input_tokens, context.trace.mean_output_tokens))
+    return [round(capacity * fraction, 3) for fraction in (0.9, 0.75, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)]
+
+
+BASELINES: dict[str, Baseline] = {
+    "hpa": Baseline("hpa", _hpa, _concurrency_grid, "running+waiting requests per pod"),
+    "keda": Baseline("keda", _keda, _rate_grid, "requests/s per pod"),
+    "kpa": Baseline("kpa", _kpa, _concurrency_grid, "concurrency per pod"),
+}
+
+
+def tune_baseline(baseline: Baseline, context: RunContext, log: TuningLog | None = None) -> ReplayResult:
+    """The cheapest run of `baseline` meeting the attainment target, over allowed variants and its settings.
+
+    Per variant the settings are searched by bisection (a more generous setting costs more and meets the SLO
+    at least as well), cheapest variants first; a run stops as soon as it can no longer meet the target or can
+    no longer be the cheapest, so most runs end early.
+    """
+    budget = context.budget
+    misses_allowed = (1.0 - budget.attainment_target) * context.trace.total_requests
+    best: ReplayResult | None = None
+    fallback: ReplayResult | None = None
+    for model in _distinct(_by_cost_per_capacity(allowed_variants(budget, context.profile), context.trace)):
+        settings = baseline.settings(model, context)
+        low, high = 0, len(settings) - 1
+        while low <= high:
+            middle = (low + high) // 2
+            ceiling = best.cost if best is not None else None
+            result = _run(baseline, model, settings[middle], context, misses_allowed, ceiling, log)
+            if result.meets(budget.attainment_target):
+                best = result if best is None or result.cost < best.cost else best
+                high = middle - 1  # try cheaper settings
+            elif result.aborted and ceiling is not None and result.cost > ceiling:
+                high = middle - 1  # too expensive already: only cheaper settings can win
+            else:
+                low = middle + 1  # misses the SLO: needs a more generous setting
+        if best is None and settings:
+            generous = _run(baseline, model, settings[-1], context, None, None, log)
+            fallback = generous if fallback is None or _better_effort(generous, fallback) else fallback
+    chosen = best or fallback
+    if chosen is None:
+        raise ValueError("the budget allows no variant of the profile (quality floor or memory limit)")
+    return chosen
+
+
+def _better_effort(candidate: ReplayResult, incumbent: ReplayResult) -> bool:
+    if candidate.slo_attainment_requests != incumbent.slo_attainment_requests:
+        return candidate.slo_attainment_requests > incumbent.slo_attainment_requests
+    return candidate.cost < incumbent.cost
+
+
+def _distinct(models: list[VariantModel]) -> list[VariantModel]:
+    """Drop variants that perform and cost exactly like a better-quality one (FP8 vs INT8 W8A8 on H100 here)."""
+    kept: list[VariantModel] = []
+    for model in sorted(models, key=lambda m: -m.quality):
+        if not any(_same_performance(model, other) for other in kept):
+            kept.append(model)
+    return [model for model in models if model in kept]
+
+
+def _same_performance(a: VariantModel, b: VariantModel) -> bool:
+    fields = ("gpu", "price_per_hour", "base_step_s", "decode_compute_s", "prefill_s_per_token", "startup_s")
+    return all(getattr(a, name) == getattr(b, name) for name in fields)
+
+
+def _by_cost_per_capacity(models: list[VariantModel], trace: Trace) -> list[VariantModel]:
+    def dollars_per_request(model: VariantModel) -> float:
+        capacity = float(model.capacity_rps(trace.mean_input_tokens, trace.mean_output_tokens))
+        return model.price_per_hour / max(capacity, 1e-9)
+
+    return sorted(models, key=dollars_per_request)
+
+
+def _run(
+    baseline: Baseline,
+    model: VariantModel,
+    setting: float,
+    context: RunContext,
+    misses_allowed: float | None,
+    cost_ceiling: float | None,
+    log: TuningLog | None,
+) -> ReplayResult:
+    policy = baseline.build(model, setting, context.budget)
+    options = ReplayOptions(abort_above_violations=misses_allowed, abort_above_cost=cost_ceiling, keep_series=False)
+    result = replay(context.trace, context.profile, context.budget, policy, options)
+    result = replace(result, settings={"variant": model.name, "target": setting, "unit": baseline.unit})
+    if log is not None:
+        log.runs.append({**result.summary(), **result.settings, "aborted": result.aborted})
+    return result
+
+
+def with_series(result: ReplayResult, context: RunContext, baseline: Baseline) -> ReplayResult:
+    """Re-run a tuned baseline's chosen setting in full, keeping the time series for plots."""
+    model = context.profile.variant(str(result.settings["variant"]))
+    policy = baseline.build(model, float(str(result.settings["target"])), context.budget)
+    full = replay(context.trace, context.profile, context.budget, policy, ReplayOptions(progress=context.progress))
+    return replace(full, settings=result.settings)
+
+
+def run_oracle(context: RunContext) -> ReplayResult:
+    """Plan with knowledge of the future; if the replayed plan misses the target, plan with less slack."""
+    budget = context.budget
+    slack = 1.0 - budget.attainment_target
+    result: ReplayResult | None = None
+    for _ in range(4):
+        schedule = plan_oracle(context.trace, context.profile, budget, miss_share=slack)
+        options = ReplayOptions(max_surge_fraction=1.0, progress=context.progress)
+        result = replay(context.trace, context.profile, budget, OraclePolicy(schedule), options)
+        if result.meets(budget.attainment_target) or slack <= 0:
+            break
+        slack = slack / 2 if slack > 1e-4 else 0.0
+    assert result is not None
+    return replace(result, settings={**result.settings, "planned_miss_share": round(slack, 6)})
+
+
+def _baseline_runner(name: str) -> PolicyRunner:
+    baseline = BASELINES[name]
+
+    def run(context: RunContext) -> ReplayResult:
+        return with_series(tune_baseline(baseline, context), context, baseline)
+
+    return run
+
+
+POLICY_RUNNERS: dict[str, PolicyRunner] = {
+    "hpa": _baseline_runner("hpa"),
+    "keda": _baseline_runner("keda"),
+    "kpa": _baseline_runner("kpa"),
+    "oracle": run_oracle,
+}
+
+
+def register_policy(name: str, runner: PolicyRunner) -> None:
+    """Add a policy to the registry (the engine's adapter registers `inferbudget` this way)."""
+    POLICY_RUNNERS[name] = runner
+
+
+def run_policies(names: list[str], context: RunContext) -> list[ReplayResult]:
+    """Run the named policies (or every registered one for `all`) in the registry's order."""
+    wanted = list(POLICY_RUNNERS) if names == ["all"] or "all" in names else names
+    unknown = [name for name in wanted if name not in POLICY_RUNNERS]
+    if unknown:
+        raise KeyError(f"unknown policy {unknown[0]!r}; known: {', '.join(POLICY_RUNNERS)}")
+    return [POLICY_RUNNERS[name](context) for name in wanted]

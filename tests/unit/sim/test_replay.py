@@ -1,0 +1,123 @@
+"""Replay accounting: cost, start-up delays, rolling swaps, SLO attainment by requests and by windows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from inferbudget.sim.budget import SimBudget
+from inferbudget.sim.fleet import FleetProfile
+from inferbudget.sim.policies import FleetObservation, FleetTarget
+from inferbudget.sim.replay import ReplayOptions, replay
+
+from .conftest import steady_trace, stepped_trace
+
+
+class Scripted:
+    """Returns the target of the last scripted time at or before now."""
+
+    def __init__(self, script: dict[float, FleetTarget], interval_s: float = 15.0) -> None:
+        self.name = "scripted"
+        self.interval_s = interval_s
+        self.script = sorted(script.items())
+        self.seen: list[FleetObservation] = []
+
+    def decide(self, now: float, obs: FleetObservation) -> FleetTarget:
+        self.seen.append(obs)
+        return [target for time, target in self.script if time <= now][-1]
+
+
+BUDGET = SimBudget(latency_threshold_ms=10_000, replicas_max=20)
+
+
+def test_cost_is_replica_hours_times_price(profile: FleetProfile) -> None:
+    trace = steady_trace(2, 3600)
+    policy = Scripted({0: FleetTarget("fp8-h100", 3), 1800: FleetTarget("fp8-h100", 5)})
+    result = replay(trace, profile, BUDGET, policy)
+    replica_hours = 3 * 0.5 + 5 * 0.5
+    assert result.gpu_hours == pytest.approx(replica_hours)
+    assert result.cost == pytest.approx(replica_hours * profile.variant("fp8-h100").price_per_hour)
+    assert result.scale_events == 1 and result.swaps == 0
+    assert result.summary()["cost"] == pytest.approx(result.cost, abs=1e-4)
+
+
+def test_new_replicas_serve_only_after_their_start_up(profile: FleetProfile) -> None:
+    model = profile.variant("bf16-a100")
+    trace = steady_trace(1, 900)
+    result = replay(trace, profile, BUDGET, Scripted({0: FleetTarget(model.name, 1), 300: FleetTarget(model.name, 3)}))
+    assert result.series is not None
+    ready, billed = result.series.ready_replicas, result.series.pods
+    assert ready[299] == 1 and billed[300] == 3  # billed from creation
+    assert ready[300 + int(model.startup_s) - 1] == 1
+    assert ready[300 + int(np.ceil(model.startup_s))] == 3
+
+
+def test_under_provisioning_grows_latency_and_misses_the_slo(profile: FleetProfile) -> None:
+    capacity = float(profile.variant("bf16-a100").capacity_rps(1000.0, 100.0))
+    trace = stepped_trace([(300, capacity * 0.5), (300, capacity * 2.0)])
+    result = replay(trace, profile, BUDGET, Scripted({0: FleetTarget("bf16-a100", 1)}))
+    assert result.series is not None
+    latency = result.series.latency_s
+    assert np.nanmax(latency[:300]) < BUDGET.threshold_s
+    assert np.all(np.diff(latency[320:600]) >= 0)  # the backlog only grows
+    assert result.slo_attainment_requests < 0.6
+    assert result.breach_seconds > 200
+
+
+def test_generous_capacity_meets_the_slo_everywhere(profile: FleetProfile) -> None:
+    result = replay(stepped_trace([(600, 5.0)]), profile, BUDGET, Scripted({0: FleetTarget("fp8-h100", 4)}))
+    assert result.slo_attainment_requests > 0.99
+    assert result.slo_attainment_windows == 1.0
+    assert result.breach_seconds == 0
+    assert result.mean_quality == pytest.approx(1.0)
+
+
+def test_window_attainment_counts_windows_whose_percentile_is_within_budget(profile: FleetProfile) -> None:
+    capacity = float(profile.variant("bf16-a100").capacity_rps(1000.0, 100.0))
+    # Ten quiet minutes, then two minutes of heavy overload, then quiet again once the queue has drained.
+    trace = stepped_trace([(600, capacity * 0.3), (120, capacity * 3.0), (1200, 0.0)])
+    result = replay(trace, profile, BUDGET, Scripted({0: FleetTarget("bf16-a100", 1)}))
+    windows = 1920 / 60
+    assert 0 < result.slo_attainment_windows < 1
+    assert result.slo_attainment_windows * windows == pytest.approx(round(result.slo_attainment_windows * windows))
+
+
+def test_a_variant_change_rolls_out_without_losing_capacity(profile: FleetProfile) -> None:
+    trace = steady_trace(5, 1200)
+    policy = Scripted({0: FleetTarget("bf16-h100", 4), 300: FleetTarget("int8-w8a8-a100", 4)})
+    result = replay(trace, profile, BUDGET, policy, ReplayOptions(max_surge_fraction=0.25))
+    assert result.swaps == 1
+    assert result.variants_used == ("bf16-h100", "int8-w8a8-a100")
+    assert result.series is not None
+    assert result.series.ready_replicas[300:].min() >= 4  # maxUnavailable 0
+    assert result.series.pods[300:].max() <= 5  # maxSurge 25% of 4 = 1 extra pod
+    assert result.series.pods[-1] == 4
+    assert any(obs.rollout_in_progress for obs in policy.seen)
+    assert not policy.seen[-1].rollout_in_progress
+    assert policy.seen[-1].ready_by_variant == {"int8-w8a8-a100": 4}
+    assert 0.997 < result.mean_quality < 1.0  # requests served by both variants
+
+
+def test_observations_report_the_fleet(profile: FleetProfile) -> None:
+    policy = Scripted({0: FleetTarget("fp8-h100", 2)})
+    replay(steady_trace(10, 120), profile, BUDGET, policy)
+    obs = policy.seen[-1]
+    assert obs.request_rate == pytest.approx(10.0)
+    assert obs.ready_replicas == 2 and obs.desired_replicas == 2
+    assert obs.running_requests > 0
+    assert 0 < obs.e2e_ms.p50 <= obs.e2e_ms.p95 <= obs.e2e_ms.p99
+    assert obs.itl_ms.p50 > 0 and obs.ttft_ms.p50 < obs.e2e_ms.p50
+    assert obs.memory_per_replica_gib > profile.variant("fp8-h100").resident_gib
+    assert len(obs.concurrency_series) == 15
+    assert policy.seen[0].metrics_available is False  # the probe before the trace starts
+
+
+def test_runs_stop_early_once_they_cannot_win(profile: FleetProfile) -> None:
+    trace = steady_trace(50, 3600)
+    options = ReplayOptions(abort_above_violations=100.0)
+    result = replay(trace, profile, BUDGET, Scripted({0: FleetTarget("bf16-a100", 1)}), options)
+    assert result.aborted and not result.meets(0.99)
+    capped = replay(
+        trace, profile, BUDGET, Scripted({0: FleetTarget("fp8-h100", 10)}), ReplayOptions(abort_above_cost=1.0)
+    )
+    assert capped.aborted and capped.cost < 2.0
