@@ -1,13 +1,8 @@
-"""`python -m inferbudget` runs the operator."""
+"""`python -m inferbudget` runs the operator (the same as `inferbudget run`)."""
 
 import sys
 
-
-def run_operator() -> int:
-    print("not yet: the operator lands with issue 5 (observe, decide, act); use `inferbudget validate` now",
-          file=sys.stderr)
-    return 2
-
+from inferbudget.run import main
 
 if __name__ == "__main__":
-    sys.exit(run_operator())
+    sys.exit(main())

@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from inferbudget import __version__
+from inferbudget import run as operator
 from inferbudget.api.crd import KIND
 from inferbudget.api.validation import validate_manifest
 
@@ -107,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("files", nargs="+", metavar="FILE", help="YAML files ('-' reads standard input)")
     validate.add_argument("--output", "-o", choices=("text", "json"), default="text")
     validate.set_defaults(handler=_cmd_validate)
+
+    run = commands.add_parser("run", help="run the operator (like python -m inferbudget)",
+                              description="Runs the operator against the current kubeconfig or in-cluster.")
+    operator.add_arguments(run)
+    run.set_defaults(handler=operator.run)
     return parser
 
 

@@ -8,7 +8,7 @@ becomes `vllm_num_requests_running`), and vLLM's metric names must arrive exactl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 
 def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> ThreadingHTTPServer:
@@ -33,3 +33,44 @@ def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> Threadin
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name=f"metrics:{port}", daemon=True).start()
     return server
+
+
+class OperatorMetrics:
+    """The operator's own metrics, each labelled with the budget's namespace and name."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        budget = ["namespace", "budget"]
+
+        def gauge(name: str, documentation: str, extra: tuple[str, ...] = ()) -> Gauge:
+            return Gauge(f"inferbudget_{name}", documentation, [*budget, *extra], registry=self.registry)
+
+        self.observed_latency = gauge("observed_latency_seconds", "Observed latency at the budget's percentile.")
+        self.budget_latency = gauge("budget_latency_seconds", "The latency budget.")
+        self.memory_per_replica = gauge("memory_per_replica_bytes", "Observed memory of the largest replica.")
+        self.budget_memory = gauge("budget_memory_bytes", "The memory budget per replica.")
+        self.replicas = gauge("replicas", "Desired replicas of the target.")
+        self.active_variant = gauge("active_variant", "1 for the variant the target runs.", ("variant",))
+        self.cost_per_hour = gauge("cost_per_hour", "Cost per hour of the current replicas.")
+        self.budget_cost = gauge("budget_cost_per_hour", "The cost ceiling per hour.")
+        self.breached = gauge("budget_breached", "1 when a budget is broken.", ("dimension",))
+        self.prediction_error = gauge("prediction_error_ratio", "(observed - predicted) / predicted.",
+                                      ("dimension",))
+        self.condition = gauge("condition", "1 when the condition has this status.", ("type", "status"))
+        self.decisions = Counter("inferbudget_decisions_total", "Decisions by action and reason.",
+                                 [*budget, "action", "reason"], registry=self.registry)
+        self.prometheus_errors = Counter("inferbudget_prometheus_errors_total",
+                                         "Prometheus queries that failed after retries.", registry=self.registry)
+        self.reconcile_seconds = Histogram("inferbudget_reconcile_seconds", "Time of one budget's reconcile.",
+                                           budget, registry=self.registry)
+        self.last_reconcile = gauge("last_reconcile_timestamp_seconds", "When the budget was last reconciled.")
+
+    def forget(self, namespace: str, budget: str) -> None:
+        """Drops every series of a deleted budget, so dashboards don't show ghosts."""
+        for metric in (self.observed_latency, self.budget_latency, self.memory_per_replica, self.budget_memory,
+                       self.replicas, self.active_variant, self.cost_per_hour, self.budget_cost, self.breached,
+                       self.prediction_error, self.condition, self.decisions, self.reconcile_seconds,
+                       self.last_reconcile):
+            for labels in list(metric._metrics):
+                if labels[:2] == (namespace, budget):
+                    metric.remove(*labels)

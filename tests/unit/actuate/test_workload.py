@@ -36,8 +36,22 @@ def test_unobserved_generation_or_old_replicas_mean_in_progress() -> None:
 
 def test_progress_deadline_exceeded_is_a_failure_not_progress() -> None:
     workload = parse_workload(deployment(observedGeneration=4, updatedReplicas=1, readyReplicas=2, conditions=[
-        {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]))
+        {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
+         "lastTransitionTime": "2026-11-27T20:00:00Z"}]))
     assert workload.deadline_exceeded and not workload.rollout_in_progress and not workload.rollout_complete
+    assert workload.deadline_exceeded_at == 1795809600.0
+
+
+def test_new_pods_of_a_scale_up_are_not_a_rollout() -> None:
+    workload = parse_workload(deployment(observedGeneration=4, replicas=3, updatedReplicas=3, readyReplicas=1,
+                                         availableReplicas=1))
+    assert not workload.rollout_in_progress and not workload.rollout_complete
+
+
+def test_old_pods_still_running_mean_the_rollout_is_not_done() -> None:
+    workload = parse_workload(deployment(observedGeneration=4, replicas=4, updatedReplicas=3, readyReplicas=4,
+                                         availableReplicas=4))
+    assert workload.rollout_in_progress
 
 
 def test_a_new_deployment_without_status_is_in_progress() -> None:

@@ -1,0 +1,176 @@
+"""One reconcile of one budget, as a sentence: observe -> decide -> act -> report.
+
+`plan()` is pure: from the budget, the workload, the metrics and the time it works out the decision, the
+status to write and the Events to post. `execute()` carries out the change on the workload. handlers.py
+wires both to kopf. Nothing that matters is kept in memory: the engine's state travels in the status.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes import client
+
+from inferbudget import report
+from inferbudget.actuate import kube
+from inferbudget.actuate.workload import Workload
+from inferbudget.api.spec import InferenceBudgetSpec
+from inferbudget.api.status import InferenceBudgetStatus
+from inferbudget.engine import decide
+from inferbudget.engine.decision import Decision
+from inferbudget.engine.observation import FailedRollout, Observation
+from inferbudget.engine.state import EngineState
+from inferbudget.metrics.observe import BudgetMetrics
+
+
+@dataclass(frozen=True)
+class Event:
+    reason: str
+    message: str
+    warning: bool = False
+
+
+@dataclass
+class Plan:
+    status: InferenceBudgetStatus
+    decision: Decision | None = None
+    act: bool = False  # change the workload (Enforce mode, nothing in the way)
+    events: list[Event] = field(default_factory=list)
+    figures: report.Figures | None = None
+
+
+def observation_of(workload: Workload, metrics: BudgetMetrics | None) -> Observation:
+    failed = None
+    if workload.deadline_exceeded_at is not None and workload.variant is not None:
+        failed = FailedRollout(variant=workload.variant, failed_at=workload.deadline_exceeded_at)
+    available = metrics is not None and metrics.available
+    return Observation(
+        sampled_at=metrics.newest_sample_time if metrics else None,
+        requests_per_second=metrics.requests_per_second if available and metrics else None,
+        latency_ms=metrics.latency_ms if available and metrics else None,
+        memory_per_replica_bytes=metrics.memory_per_replica_bytes if available and metrics else None,
+        variant=workload.variant,
+        desired_replicas=workload.desired_replicas,
+        ready_replicas=workload.ready_replicas,
+        rollout_in_progress=workload.rollout_in_progress,
+        failed_rollout=failed,
+        metrics_available=available,
+    )
+
+
+def _conditions(status: InferenceBudgetStatus, now: float, generation: int | None,
+                *updates: tuple[str, str, str, str]) -> InferenceBudgetStatus:
+    conditions = list(status.conditions)
+    for type_, value, reason, message in updates:
+        conditions = report.set_condition(conditions, type_, value, reason, message, now, generation)
+    return status.model_copy(update={"conditions": conditions})
+
+
+def _transitioned(before: InferenceBudgetStatus, after: InferenceBudgetStatus, type_: str) -> bool:
+    def value(status: InferenceBudgetStatus) -> str | None:
+        return next((c.status for c in status.conditions if c.type == type_), None)
+    return value(before) != value(after)
+
+
+def plan(spec: InferenceBudgetSpec, status: InferenceBudgetStatus, generation: int | None,
+         workload: Workload | None, metrics: BudgetMetrics | None, conflicts: list[str], now: float) -> Plan:
+    """What to do for one budget this cycle, without doing it."""
+    if spec.paused:
+        paused = _conditions(status, now, generation, ("Ready", "False", "Paused", "spec.paused is true"))
+        return Plan(paused)
+    if workload is None:
+        missing = f"{spec.target_ref.kind} {spec.target_ref.name} not found in this namespace"
+        updated = _conditions(status, now, generation, ("Ready", "False", "TargetNotFound", missing))
+        events = [Event("TargetNotFound", missing, warning=True)] if _transitioned(status, updated, "Ready") else []
+        return Plan(updated, events=events)
+    return _decide(spec, status, generation, workload, metrics, conflicts, now)
+
+
+def _decide(spec: InferenceBudgetSpec, status: InferenceBudgetStatus, generation: int | None,
+            workload: Workload, metrics: BudgetMetrics | None, conflicts: list[str], now: float) -> Plan:
+    try:
+        state = EngineState.from_json(status.engine_state)
+    except ValueError:
+        state = EngineState()  # unreadable (an older format): a fresh state is the cautious one
+    observation = observation_of(workload, metrics)
+    decision, state = decide(spec, observation, state, now)
+    figures = report.Figures(observation.latency_ms, observation.memory_per_replica_bytes,
+                             observation.requests_per_second, workload.desired_replicas,
+                             workload.ready_replicas, workload.variant)
+    entry = report.record(decision.action, decision.reason, decision.message, decision.variant,
+                          decision.replicas, decision.predicted_latency_ms, decision.predicted_cost_per_hour, now)
+    breaches = report.breaches(spec, figures)
+    problems = "; ".join(metrics.problems) if metrics and metrics.problems else "no metrics yet"
+    blocked = ", ".join(conflicts)
+    updated = _conditions(
+        status.model_copy(update={
+            "observed_generation": generation, "observed": report.observed(spec, figures, now),
+            "last_decision": entry, "history": report.with_history(list(status.history), entry),
+            "engine_state": state.to_json(), "learned": dict(state.learned)}),
+        now, generation,
+        ("Ready", "False", "Conflict", f"{blocked} also scales this target: not acting") if conflicts
+        else ("Ready", "True", "Reconciling", f"mode {spec.mode}"),
+        ("Conflict", "True" if conflicts else "False", "OtherAutoscaler" if conflicts else "NoConflict",
+         f"{blocked} drives {workload.name}: remove it or the budget" if conflicts else "no other autoscaler"),
+        ("MetricsAvailable", "True", "MetricsRead", "metrics read from Prometheus") if observation.metrics_available
+        else ("MetricsAvailable", "False", "MetricsMissing", problems),
+        _within_budget(breaches, observation),
+        ("BudgetFeasible", "True" if decision.feasible else "False",
+         "Feasible" if decision.feasible else "Infeasible",
+         "some variant and replica count meets every budget" if decision.feasible else decision.message),
+        ("Actuating", "True" if workload.rollout_in_progress else "False",
+         "RolloutInProgress" if workload.rollout_in_progress else "Idle",
+         f"rolling out {workload.variant}" if workload.rollout_in_progress else "no rollout under way"),
+    )
+    act = spec.mode == "Enforce" and decision.changes_workload and not conflicts
+    return Plan(updated, decision, act, _events(spec, status, updated, decision, act, conflicts), figures)
+
+
+def _within_budget(breaches: dict[str, bool], observation: Observation) -> tuple[str, str, str, str]:
+    if not observation.metrics_available:
+        return "WithinBudget", "Unknown", "MetricsMissing", "cannot tell without metrics"
+    broken = [dimension for dimension, over in breaches.items() if over]
+    if broken:
+        return "WithinBudget", "False", "Over" + "".join(d.capitalize() for d in broken), \
+            f"over the {' and '.join(broken)} budget"
+    return "WithinBudget", "True", "WithinBudget", "latency, memory and cost within budget"
+
+
+def _events(spec: InferenceBudgetSpec, before: InferenceBudgetStatus, after: InferenceBudgetStatus,
+            decision: Decision, act: bool, conflicts: list[str]) -> list[Event]:
+    events = []
+    if act:
+        events.append(Event(decision.reason, f"{decision.action}: {decision.message}"))
+    elif decision.changes_workload and spec.mode == "Advise" and _new_advice(before, decision):
+        events.append(Event(decision.reason, f"Advise (not applied) {decision.action}: {decision.message}"))
+    if conflicts and _transitioned(before, after, "Conflict"):
+        events.append(Event("Conflict", f"{', '.join(conflicts)} also scales this target: not acting",
+                            warning=True))
+    if _transitioned(before, after, "MetricsAvailable") and not any(
+            c.type == "MetricsAvailable" and c.status == "True" for c in after.conditions):
+        events.append(Event("MetricsMissing", f"holding: {decision.message}", warning=True))
+    if not decision.feasible and _transitioned(before, after, "BudgetFeasible"):
+        events.append(Event("Infeasible", decision.message, warning=True))
+    return events
+
+
+def _new_advice(before: InferenceBudgetStatus, decision: Decision) -> bool:
+    last = before.last_decision
+    return last is None or (last.action, last.variant, last.replicas) != (
+        decision.action, decision.variant, decision.replicas)
+
+
+def execute(api: client.ApiClient, spec: InferenceBudgetSpec, workload: Workload, decision: Decision) -> None:
+    """Carries out a decision that changes the workload: a swap (with its replica count), or a scale."""
+    if decision.action == "Swap" and decision.variant is not None:
+        variant = spec.variant(decision.variant)
+        container = workload.container_name(spec.target_ref.container)
+        if variant is None or container is None:
+            raise kube.UnsupportedTarget(f"cannot swap to {decision.variant}: container "
+                                         f"{spec.target_ref.container or '(first)'} not in {workload.name}")
+        kube.apply_variant(api, workload, variant, container)
+    if decision.replicas != workload.desired_replicas:
+        kube.scale(api, workload, decision.replicas)
+
+
+def status_patch(status: InferenceBudgetStatus) -> dict[str, Any]:
+    return status.to_wire()
