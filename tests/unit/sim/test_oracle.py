@@ -2,41 +2,37 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from inferbudget.sim.budget import SimBudget
 from inferbudget.sim.fleet import FleetProfile
 from inferbudget.sim.suite import BASELINES, POLICY_RUNNERS, RunContext, TuningLog, run_oracle, tune_baseline
-from inferbudget.sim.traces import load_trace
 
 from .conftest import stepped_trace
 
 
 @pytest.fixture(scope="module")
-def context(shared_traces: Path) -> RunContext:
+def context() -> RunContext:
     from inferbudget.sim.fleet import load_profile
 
-    trace = load_trace(shared_traces / "AzureLLMInferenceTrace_code.csv", time_scale=0.25).head(600)
-    budget = SimBudget(
-        latency_threshold_ms=4000,
-        replicas_max=12,
-        min_quality=0.99,
-        variants=("fp8-h100", "int8-w8a8-a100", "bf16-a100"),
-    )
+    # Load that rises in steps and falls again: every baseline can follow it with enough headroom.
+    trace = stepped_trace([(300, 10.0), (300, 20.0), (300, 35.0), (300, 50.0), (300, 35.0), (300, 15.0)])
+    budget = SimBudget(latency_threshold_ms=10_000, replicas_max=12, variants=("fp8-h100", "bf16-a100"))
     return RunContext(trace, load_profile(), budget)
 
 
 def test_oracle_is_never_more_expensive_than_a_baseline_meeting_the_slo(context: RunContext) -> None:
     oracle = run_oracle(context)
     assert oracle.meets(context.budget.attainment_target)
+    met = []
     for name, baseline in BASELINES.items():
         log = TuningLog()
         tuned = tune_baseline(baseline, context, log)
         assert log.runs, name
         if tuned.meets(context.budget.attainment_target):
-            assert oracle.cost <= tuned.cost * 1.001, name
+            met.append(name)
+            assert oracle.cost <= tuned.cost, name
+    assert met  # the comparison is not vacuous
 
 
 def test_oracle_uses_only_allowed_variants_and_plans_ahead(profile: FleetProfile) -> None:
