@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -95,6 +96,38 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_PROBLEMS if problems else EXIT_OK
 
 
+def _cmd_twin(args: argparse.Namespace) -> int:
+    import threading
+
+    from kubernetes import client, config
+    from prometheus_client import CollectorRegistry
+
+    from inferbudget.sim.fleet import length_sample, load_profile
+    from inferbudget.sim.traces import load_trace
+    from inferbudget.sim.twin import Twin, run_forever
+    from inferbudget.telemetry import serve_metrics
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s twin: %(message)s")
+    config.load_kube_config()  # type: ignore[no-untyped-call]
+    trace = load_trace(args.trace, time_scale=args.time_scale)
+    variant_map = dict(item.split("=", 1) for item in args.variant)
+    twin = Twin(client.ApiClient(), load_profile(args.profile), trace, length_sample(trace), variant_map,
+                args.gpu, args.namespace or None)
+    registry = CollectorRegistry()
+    registry.register(twin.collector)
+    server = serve_metrics(registry, args.host, args.port)
+    print(f"twin: serving vLLM metrics on http://{args.host}:{args.port}/metrics, replaying {trace.name} "
+          f"(time scale {args.time_scale:g})", flush=True)
+    stop = threading.Event()
+    try:
+        run_forever(twin, args.tick, stop)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.shutdown()
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="inferbudget", description="Keeps model serving within latency, memory and cost budgets.")
@@ -113,6 +146,24 @@ def build_parser() -> argparse.ArgumentParser:
                               description="Runs the operator against the current kubeconfig or in-cluster.")
     operator.add_arguments(run)
     run.set_defaults(handler=operator.run)
+
+    twin = commands.add_parser(
+        "twin", help="a simulated vLLM fleet for the budgets' targets, serving metrics for Prometheus",
+        description="Watches the InferenceBudgets' target Deployments and their Ready pods, replays a trace "
+        "across them with the fleet model and serves vLLM-format metrics per pod. Set the annotation "
+        "twin.inferbudget.io/requests-per-second on a Deployment to give it a fixed load instead.")
+    twin.add_argument("--trace", required=True, help="trace file or ServeGen directory (see `simulate`)")
+    twin.add_argument("--time-scale", type=float, default=1.0,
+                      help="multiplies the trace's timestamps: 0.1 replays it 10x faster (10x the rate)")
+    twin.add_argument("--profile", default=None, help="fleet profile YAML (default: the shipped Llama-3.1-8B)")
+    twin.add_argument("--gpu", default="h100-80gb", help="GPU of the profile variants (default %(default)s)")
+    twin.add_argument("--variant", action="append", default=[], metavar="BUDGET=PROFILE",
+                      help="map a budget's variant name to a profile variant (default: by precision name)")
+    twin.add_argument("--namespace", action="append", default=[], help="serve only these namespaces")
+    twin.add_argument("--host", default="127.0.0.1")
+    twin.add_argument("--port", type=int, default=9400)
+    twin.add_argument("--tick", type=float, default=1.0, help="seconds between two simulation steps")
+    twin.set_defaults(handler=_cmd_twin)
     return parser
 
 

@@ -86,11 +86,12 @@ def type_schema(annotation: Any) -> Schema:
 
 
 def _default(field: FieldInfo) -> Any:
-    """The CRD default of a field: plain defaults, and {} for nested objects whose fields all default."""
+    """The CRD default of a field: plain defaults, and for nested objects whose fields all default, the object
+    with those defaults spelled out (the API server checks a default against the CEL rules as it is)."""
     if field.default_factory is not None:
         factory = field.default_factory
         if isinstance(factory, type) and issubclass(factory, ApiModel):
-            return {}
+            return factory().to_wire()
         return None
     if field.is_required() or field.default is None:
         return None

@@ -1,0 +1,248 @@
+"""The live serving-fleet twin: a simulated vLLM fleet that a real Prometheus scrapes.
+
+It watches the targets of the InferenceBudgets on the API server — their Ready pods and each pod's
+inferbudget.io/variant label — replays a trace (or a per-workload rate set by the annotation
+twin.inferbudget.io/requests-per-second on the Deployment) across those pods, runs the simulator's fleet model
+for each group of same-variant pods every tick, and serves what vLLM would export, per pod: latency histograms
+with vLLM's bucket bounds, running and waiting requests, KV-cache use, and DCGM GPU memory that follows the
+variant. So the operator under test sees its own decisions come back as metrics, through a real Prometheus.
+"""
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from kubernetes import client
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+from inferbudget.actuate.workload import VARIANT_KEY, selects
+from inferbudget.api.crd import GROUP, PLURAL, VERSION
+from inferbudget.sim.fleet import FleetProfile, GroupLoad, LengthSample, VariantModel, evaluate_group
+from inferbudget.sim.traces import Trace
+
+log = logging.getLogger(__name__)
+RATE_ANNOTATION = "twin.inferbudget.io/requests-per-second"
+# vLLM's histogram bounds (its Prometheus stat logger), so quantiles interpolate as they would in production.
+E2E_BOUNDS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0,
+              480.0, 960.0, 1920.0, 7680.0)
+TTFT_BOUNDS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0,
+               40.0, 80.0, 160.0, 640.0, 2560.0)
+ITL_BOUNDS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0,
+              40.0, 80.0)
+HISTOGRAMS = {  # signal -> (vLLM metric name, bounds)
+    "e2e": ("vllm:e2e_request_latency_seconds", E2E_BOUNDS),
+    "ttft": ("vllm:time_to_first_token_seconds", TTFT_BOUNDS),
+    "itl": ("vllm:inter_token_latency_seconds", ITL_BOUNDS),
+    "queue": ("vllm:request_queue_time_seconds", E2E_BOUNDS),
+}
+
+
+@dataclass
+class PodSeries:
+    """Cumulative counters and current gauges of one simulated pod."""
+
+    buckets: dict[str, np.ndarray] = field(default_factory=lambda: {
+        signal: np.zeros(len(bounds) + 1) for signal, (_, bounds) in HISTOGRAMS.items()})
+    sums: dict[str, float] = field(default_factory=lambda: dict.fromkeys(HISTOGRAMS, 0.0))
+    prompt_tokens: float = 0.0
+    generation_tokens: float = 0.0
+    running: float = 0.0
+    waiting: float = 0.0
+    kv_usage: float = 0.0
+    memory_mib: float = 0.0
+    model: str = ""
+
+    def observe(self, signal: str, latencies: np.ndarray, counts: np.ndarray) -> None:
+        """Adds `counts[i]` requests of latency `latencies[i]` (counts may be fractional: expected values)."""
+        bounds = HISTOGRAMS[signal][1]
+        slots = np.searchsorted(bounds, latencies, side="left")
+        self.buckets[signal] += np.bincount(slots, weights=counts, minlength=len(bounds) + 1)
+        self.sums[signal] += float(np.dot(latencies, counts))
+
+
+class FleetCollector(Collector):
+    """Exposes every pod's series with `namespace` and `pod` labels, as a relabelled vLLM scrape would."""
+
+    def __init__(self) -> None:
+        self.pods: dict[tuple[str, str], PodSeries] = {}
+        self.lock = threading.Lock()
+
+    def collect(self) -> Iterator[Any]:
+        with self.lock:
+            pods = {key: series for key, series in self.pods.items()}
+            labels = ["namespace", "pod", "model_name"]
+            for signal, (name, bounds) in HISTOGRAMS.items():
+                family = HistogramMetricFamily(name, f"vLLM {signal} latency (simulated)", labels=labels)
+                for (namespace, pod), series in pods.items():
+                    cumulative = np.cumsum(series.buckets[signal])
+                    family.add_metric([namespace, pod, series.model],
+                                      [(str(b), float(c)) for b, c in zip(bounds, cumulative, strict=False)]
+                                      + [("+Inf", float(cumulative[-1]))], series.sums[signal])
+                yield family
+            yield from self._simple(pods, labels)
+
+    @staticmethod
+    def _simple(pods: dict[tuple[str, str], PodSeries], labels: list[str]) -> Iterable[Any]:
+        gauges = {"vllm:num_requests_running": ("running", "requests running"),
+                  "vllm:num_requests_waiting": ("waiting", "requests waiting"),
+                  "vllm:kv_cache_usage_perc": ("kv_usage", "KV-cache use, 0..1")}
+        for name, (attribute, text) in gauges.items():
+            gauge = GaugeMetricFamily(name, text, labels=labels)
+            for (namespace, pod), series in pods.items():
+                gauge.add_metric([namespace, pod, series.model], getattr(series, attribute))
+            yield gauge
+        for name, attribute in (("vllm:prompt_tokens", "prompt_tokens"),
+                                ("vllm:generation_tokens", "generation_tokens")):
+            counter = CounterMetricFamily(name, f"{attribute.replace('_', ' ')} (simulated)", labels=labels)
+            for (namespace, pod), series in pods.items():
+                counter.add_metric([namespace, pod, series.model], getattr(series, attribute))
+            yield counter
+        memory = GaugeMetricFamily("DCGM_FI_DEV_FB_USED", "GPU framebuffer used, MiB (simulated DCGM)",
+                                   labels=["namespace", "pod", "gpu"])
+        for (namespace, pod), series in pods.items():
+            memory.add_metric([namespace, pod, "0"], series.memory_mib)
+        yield memory
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One target the twin serves: its Ready pods grouped by variant, and the load it receives."""
+
+    namespace: str
+    name: str
+    pods_by_variant: dict[str, list[str]]
+    rate_override: float | None
+
+
+class Twin:
+    def __init__(self, api: client.ApiClient, profile: FleetProfile, trace: Trace, sample: LengthSample,
+                 variant_map: dict[str, str], gpu: str, namespaces: list[str] | None = None) -> None:
+        self.api, self.profile, self.trace, self.sample = api, profile, trace, sample
+        self.variant_map, self.gpu, self.namespaces = variant_map, gpu, namespaces
+        self.collector = FleetCollector()
+        self.backlog: dict[tuple[str, str, str], float] = {}
+        self.started_at: float | None = None
+        self._warned: set[str] = set()
+
+    def model_for(self, variant: str) -> VariantModel | None:
+        """The profile variant behind a budget's variant name: mapped explicitly, by name, or by precision
+        on the twin's GPU (bf16 -> bf16 on h100-80gb)."""
+        name = self.variant_map.get(variant, variant)
+        if name in self.profile.variants:
+            return self.profile.variants[name]
+        match = next((m for m in self.profile.variants.values() if m.precision == variant and m.gpu == self.gpu),
+                     None)
+        if match is None and variant not in self._warned:
+            self._warned.add(variant)
+            log.warning("variant %s matches nothing in profile %s: pass --variant %s=PROFILE_VARIANT",
+                        variant, self.profile.name, variant)
+        return match
+
+    def load_at(self, elapsed: float) -> tuple[float, float, float]:
+        """(requests/s, mean input tokens, mean output tokens) of the trace at this point; it loops."""
+        bins = len(self.trace.requests)
+        index = int(elapsed / self.trace.bin_seconds) % bins
+        requests = float(self.trace.requests[index])
+        rate = requests / self.trace.bin_seconds
+        if requests <= 0:
+            return rate, self.sample.mean_input, self.sample.mean_output
+        return (rate, float(self.trace.input_tokens[index]) / requests,
+                float(self.trace.output_tokens[index]) / requests)
+
+    def _everywhere(self, cluster_wide: Callable[[], Any], in_namespace: Callable[[str], Any]) -> list[Any]:
+        """Items listed cluster-wide, or from each watched namespace."""
+        answers = [in_namespace(ns) for ns in self.namespaces] if self.namespaces else [cluster_wide()]
+        return [item for answer in answers for item in (answer["items"] if isinstance(answer, dict) else answer.items)]
+
+    def workloads(self) -> list[Workload]:
+        """The budgets' target Deployments, with their Ready pods grouped by the variant label."""
+        custom: Any = client.CustomObjectsApi(self.api)
+        core: Any = client.CoreV1Api(self.api)
+        apps: Any = client.AppsV1Api(self.api)
+        budgets = self._everywhere(lambda: custom.list_cluster_custom_object(GROUP, VERSION, PLURAL),
+                                   lambda ns: custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL))
+        pods = self._everywhere(core.list_pod_for_all_namespaces, core.list_namespaced_pod)
+        deployments = {(d.metadata.namespace, d.metadata.name): d for d in self._everywhere(
+            apps.list_deployment_for_all_namespaces, apps.list_namespaced_deployment)}
+        served = []
+        for budget in budgets:
+            namespace, target = budget["metadata"]["namespace"], budget["spec"]["targetRef"]["name"]
+            deployment = deployments.get((namespace, target))
+            if deployment is not None:
+                served.append(_workload(namespace, target, deployment, pods))
+        return served
+
+    def tick(self, now: float, seconds: float) -> None:
+        """Simulates `seconds` of serving for every workload and updates the pods' series."""
+        self.started_at = self.started_at if self.started_at is not None else now
+        rate, mean_in, mean_out = self.load_at(now - self.started_at)
+        alive: set[tuple[str, str]] = set()
+        for workload in self.workloads():
+            workload_rate = workload.rate_override if workload.rate_override is not None else rate
+            ready = sum(len(pods) for pods in workload.pods_by_variant.values())
+            for variant, pods in workload.pods_by_variant.items():
+                alive.update((workload.namespace, pod) for pod in pods)
+                share = workload_rate * seconds * len(pods) / max(ready, 1)
+                self._serve(workload, variant, pods, share, mean_in, mean_out, seconds)
+        with self.collector.lock:
+            for key in [key for key in self.collector.pods if key not in alive]:
+                del self.collector.pods[key]  # gone pods' series go stale in Prometheus, as they would
+
+    def _serve(self, workload: Workload, variant: str, pods: list[str], arrivals: float, mean_in: float,
+               mean_out: float, seconds: float) -> None:
+        model = self.model_for(variant)
+        if model is None:
+            return
+        key = (workload.namespace, workload.name, variant)
+        load = GroupLoad(ready=np.array([float(len(pods))]), arrivals=np.array([arrivals]),
+                         mean_in=np.array([mean_in]), mean_out=np.array([mean_out]),
+                         backlog=self.backlog.get(key, 0.0), bin_seconds=seconds)
+        outcome = evaluate_group(model, load, self.sample)
+        self.backlog[key] = float(outcome.backlog[-1])
+        served_per_pod = float(outcome.served[-1]) / len(pods)
+        counts = served_per_pod * self.sample.weights
+        with self.collector.lock:
+            for pod in pods:
+                series = self.collector.pods.setdefault((workload.namespace, pod), PodSeries(model=model.name))
+                for signal in HISTOGRAMS:
+                    series.observe(signal, np.asarray(outcome.latency(signal)[-1], dtype=float), counts)
+                series.prompt_tokens += served_per_pod * mean_in
+                series.generation_tokens += served_per_pod * mean_out
+                series.running = float(outcome.running[-1]) / len(pods)
+                series.waiting = float(outcome.backlog[-1]) / len(pods)
+                series.kv_usage = float(outcome.kv_usage[-1])
+                series.memory_mib = float(outcome.memory_gib[-1]) * 1024
+
+
+def _workload(namespace: str, name: str, deployment: Any, pods: list[Any]) -> Workload:
+    selector = deployment.spec.selector.match_labels or {}
+    by_variant: dict[str, list[str]] = {}
+    for pod in pods:
+        if pod.metadata.namespace == namespace and selects(selector, pod.metadata.labels) and _ready(pod):
+            variant = (pod.metadata.labels or {}).get(VARIANT_KEY, "")
+            by_variant.setdefault(variant, []).append(pod.metadata.name)
+    annotation = (deployment.metadata.annotations or {}).get(RATE_ANNOTATION)
+    return Workload(namespace, name, by_variant, float(annotation) if annotation else None)
+
+
+def _ready(pod: Any) -> bool:
+    conditions = pod.status.conditions or [] if pod.status else []
+    return pod.metadata.deletion_timestamp is None and any(
+        c.type == "Ready" and c.status == "True" for c in conditions)
+
+
+def run_forever(twin: Twin, tick_seconds: float, stop: threading.Event) -> None:
+    """Ticks until stop is set; a failed tick (API server away) is logged and the next one tries again."""
+    last = time.time()
+    while not stop.wait(max(0.0, last + tick_seconds - time.time())):
+        now = time.time()
+        try:
+            twin.tick(now, now - last)
+        except Exception:
+            log.exception("twin tick failed; retrying next tick")
+        last = now
