@@ -1,0 +1,134 @@
+"""The e2e tier: tests against a real API server, the local control plane of hack/cluster.
+
+The `cluster` fixture brings the cluster up once per session (building its binaries the first time, with the
+progress shown live) and stops it at the end, unless it was already running when the session began (a
+developer's cluster, `make cluster-up`) or INFERBUDGET_KEEP_CLUSTER=1 asks to keep it for a look afterwards.
+INFERBUDGET_CLUSTER picks the cluster by name, as it does for hack/cluster/cluster.py.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import TypeVar
+
+import pytest
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+
+ROOT = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
+
+
+def _load_cluster_module() -> ModuleType:
+    """hack/cluster/cluster.py is a script, not a package; load it under a name of its own."""
+    spec = importlib.util.spec_from_file_location("inferbudget_local_cluster", ROOT / "hack/cluster/cluster.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up here
+    spec.loader.exec_module(module)
+    return module
+
+
+local_cluster = _load_cluster_module()
+
+
+def wait_until(what: str, probe: Callable[[], T], timeout: float = 60.0, interval: float = 0.2) -> T:
+    """Poll `probe` until it returns something truthy, and return that; fail with the last value seen.
+
+    The only way e2e tests synchronise with the cluster: a deadline, never a fixed sleep."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last seen: {value!r}")
+        time.sleep(interval)
+
+
+@dataclass
+class Kube:
+    """A running cluster as the tests see it: its kubeconfig, kubectl, helm and API clients."""
+
+    name: str
+    kubernetes_version: str  # the release the binaries were built from (hack/cluster/k8s/go.mod)
+    kubeconfig: Path
+    kubectl_path: Path
+    helm_path: Path
+    api_client: k8s.ApiClient
+
+    def kubectl(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        return self._run(self.kubectl_path, args, check, input)
+
+    def helm(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self._run(self.helm_path, args, check, None)
+
+    def _run(self, binary: Path, args: tuple[str, ...], check: bool,
+             input: str | None) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run([str(binary), "--kubeconfig", str(self.kubeconfig), *args],
+                                capture_output=True, text=True, input=input, timeout=120)
+        if check and result.returncode != 0:
+            raise AssertionError(f"{binary.name} {' '.join(args)} exited {result.returncode}:\n"
+                                 f"{result.stdout}{result.stderr}")
+        return result
+
+    wait_until = staticmethod(wait_until)
+
+    @property
+    def core(self) -> k8s.CoreV1Api:
+        return k8s.CoreV1Api(self.api_client)
+
+    @property
+    def apps(self) -> k8s.AppsV1Api:
+        return k8s.AppsV1Api(self.api_client)
+
+
+@pytest.fixture(scope="session")
+def cluster(request: pytest.FixtureRequest) -> Iterator[Kube]:
+    local = local_cluster.Cluster(os.environ.get("INFERBUDGET_CLUSTER", local_cluster.DEFAULT_CLUSTER))
+    was_running = local.is_running()
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():  # a cold build takes a while: show its progress
+        try:
+            local.up()
+        except local_cluster.ClusterError as error:
+            pytest.fail(f"the local cluster did not come up: {error}", pytrace=False)
+    api_client = k8s_config.new_client_from_config(config_file=str(local.kubeconfig))
+    try:
+        yield Kube(local.name, local_cluster.KUBERNETES_VERSION, local.kubeconfig,
+                   local_cluster.tool("kubectl"), local_cluster.tool("helm"), api_client)
+    finally:
+        api_client.close()
+        if not was_running and os.environ.get("INFERBUDGET_KEEP_CLUSTER") != "1":
+            with capture.global_and_fixture_disabled():
+                local.down()
+
+
+@pytest.fixture(scope="session")
+def cluster_lib() -> ModuleType:
+    """hack/cluster/cluster.py, for tests of the cluster tooling itself."""
+    return local_cluster
+
+
+@pytest.fixture
+def namespace(cluster: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace per test, deleted afterwards (without waiting: nothing depends on it being gone)."""
+    slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
+    name = f"e2e-{slug}-{uuid.uuid4().hex[:5]}"
+    cluster.core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=name)))
+    # Pods are admitted only once the namespace's ServiceAccount exists; wait for it here, once.
+    wait_until(f"ServiceAccount default in {name}",
+               lambda: any(sa.metadata.name == "default"
+                           for sa in cluster.core.list_namespaced_service_account(name).items))
+    yield name
+    cluster.core.delete_namespace(name)
