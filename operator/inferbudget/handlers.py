@@ -68,7 +68,8 @@ def _write_status(api: client.ApiClient, namespace: str, name: str, status: Infe
     """Replaces the whole status (a JSON patch `add /status`): a merge patch would keep map keys that the
     engine's state dropped."""
     client.CustomObjectsApi(api).patch_namespaced_custom_object_status(
-        GROUP, VERSION, namespace, PLURAL, name, [{"op": "add", "path": "/status", "value": status.to_wire()}])
+        GROUP, VERSION, namespace, PLURAL, name, [{"op": "add", "path": "/status", "value": status.to_wire()}],
+        _content_type="application/json-patch+json")
 
 
 async def reconcile_budget(namespace: str, name: str, body: kopf.Body, meta: kopf.Meta, memo: kopf.Memo,
@@ -146,10 +147,12 @@ def register(registry: kopf.OperatorRegistry, cycle_seconds: float) -> None:
 
     (The type: ignore comments: kopf's handler protocols spell out every keyword kopf may pass, while a
     handler takes only those it needs plus **_.)"""
+    kopf.on.login(registry=registry)(kopf.login_via_client)
     kopf.index("apps", "v1", "deployments", id="workloads", registry=registry)(index_workloads)  # type: ignore[arg-type]
     kopf.index("", "v1", "pods", id="pods", registry=registry)(index_pods)  # type: ignore[arg-type]
     kopf.index("autoscaling", "v2", "horizontalpodautoscalers", id="hpas", registry=registry)(
         index_autoscalers)  # type: ignore[arg-type]
     kopf.index("keda.sh", "v1alpha1", "scaledobjects", id="scaledobjects", registry=registry)(index_autoscalers)  # type: ignore[arg-type]
-    kopf.timer(GROUP, VERSION, PLURAL, interval=cycle_seconds, sharp=True, registry=registry)(reconcile_budget)  # type: ignore[arg-type]
+    kopf.timer(GROUP, VERSION, PLURAL, interval=cycle_seconds, sharp=True, backoff=cycle_seconds,
+               registry=registry)(reconcile_budget)  # type: ignore[arg-type]
     kopf.on.delete(GROUP, VERSION, PLURAL, optional=True, registry=registry)(forget_budget)  # type: ignore[arg-type]

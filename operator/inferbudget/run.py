@@ -58,6 +58,7 @@ def _prometheus(args: argparse.Namespace) -> PrometheusClient:
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per Prometheus query is noise
     try:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
