@@ -5,7 +5,7 @@ from steady fleets only: the same variant and replica count for a whole latency 
 percentile describes the replicas that are running now. The estimate used for planning moves towards the
 fitted line's capacity by a bounded step per observation, so one odd sample cannot swing it: down by at most
 MAX_STEP_DOWN (less capacity means more replicas, the safe direction, so evidence of a breach acts quickly)
-and up by at most MAX_STEP_UP.
+and up by at most MAX_STEP_UP, and only to MAX_EXTRAPOLATION times a load seen within the threshold.
 
 A variant that has not run yet is judged by its hint scaled by what the running variant taught: if the pods
 carry 60% of their declared capacity under the real traffic (burstier, longer requests than the benchmark
@@ -24,6 +24,7 @@ from inferbudget.engine.state import EngineState, Fleet, LatencyFit
 DEFAULT_STARTUP_SECONDS = 60.0  # neither declared nor learned yet: a typical model-server start
 MAX_STEP_DOWN = 0.25
 MAX_STEP_UP = 0.1
+MAX_EXTRAPOLATION = 1.25  # capacity rises to at most this multiple of a load observed within the threshold
 STARTUP_LEARNING_RATE = 0.5
 MAX_STARTUP_SAMPLE_SECONDS = 3600.0  # longer "start-ups" are crash loops, not start-up time
 MIN_CAPACITY = 1e-3  # requests/s per replica: keeps replica counts finite when latency misses at any load
@@ -159,6 +160,11 @@ def learn_capacity(state: EngineState, spec: InferenceBudgetSpec, observation: O
     learned = state.learned.get(variant.name, LearnedVariant())
     fitted = max(line.capacity(threshold_s), MIN_CAPACITY)
     current = learned.requests_per_second_per_replica if learned.samples else capacity_hint(variant)
+    if current is not None and fitted > current:
+        # Optimism needs evidence near the claim: a fleet idling at low load says little about where its
+        # latency would reach the threshold, and extrapolating with a slope fitted elsewhere makes counts flap.
+        fitted = min(fitted, max(current, rate * MAX_EXTRAPOLATION)) if latency_ms <= spec.latency.threshold_ms \
+            else current
     capacity = fitted if current is None else _bounded_step(current, fitted)
     return _with_learned(state, variant.name, learned.model_copy(update={
         "requests_per_second_per_replica": capacity, "samples": learned.samples + 1}))

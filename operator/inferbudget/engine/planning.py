@@ -15,7 +15,8 @@ Choice. Among the options that meet every budget: the cheapest (MinimizeCost; ti
 best quality (MaximizeQuality; ties to the cheaper); final ties keep the running variant, then the spec's order.
 When none meets every budget, the least bad one, in this order: memory per replica fits, the cost ceiling and
 memory.maxTotal hold (they are caps like replicas.max), then the most load carried (latency gives way first),
-then the cheapest, then the best quality.
+then the cheapest, then the best quality. The swap margin applies here too: another variant must carry
+SWAP_MARGIN more load than the running one to be the less bad.
 """
 
 import math
@@ -87,6 +88,11 @@ class Option:
         capacity = self.performance.capacity or 0.0
         return self.replicas * capacity * TARGET_UTILISATION
 
+    @property
+    def credited_load(self) -> float:
+        """The carried load as the choice counts it: another variant's by SWAP_MARGIN less, as its sizing is."""
+        return self.carried_load if self.running else self.carried_load / (1 + SWAP_MARGIN)
+
 
 @dataclass(frozen=True, slots=True)
 class Plan:
@@ -149,7 +155,7 @@ def choose(spec: InferenceBudgetSpec, options: tuple[Option, ...]) -> Option:
 
     def badness(option: Option) -> tuple[Decimal | float | bool | int, ...]:
         return (not option.memory_per_replica_fits, not (option.within_cost and option.within_memory),
-                -option.carried_load, *preference(option))
+                -option.credited_load, *preference(option))
 
     feasible = [option for option in options if option.feasible]
     return min(feasible, key=preference) if feasible else min(options, key=badness)

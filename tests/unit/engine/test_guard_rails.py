@@ -226,10 +226,17 @@ def test_latency_over_budget_teaches_a_lower_capacity() -> None:
 
 
 def test_one_good_sample_moves_capacity_by_a_bounded_step() -> None:
-    fleet = Fleet(one_variant(), replicas=3)
-    fleet.run(0.0, 60.0, rps=9.0)
-    fleet.step(60.0, 9.0, latency_ms=100.0)
+    fleet = Fleet(one_variant(), replicas=4)
+    fleet.run(0.0, 60.0, rps=14.3)
+    fleet.step(60.0, 14.3, latency_ms=400.0)
     assert fleet.state.learned["big"].requests_per_second_per_replica == 4.0 * 1.1
+
+
+def test_a_fleet_idling_within_budget_does_not_claim_more_capacity() -> None:
+    fleet = Fleet(one_variant(), replicas=4)
+    fleet.run(0.0, 60.0, rps=4.0)
+    fleet.step(60.0, 4.0, latency_ms=100.0)  # 1 req/s per replica: says nothing about 4.4 req/s
+    assert fleet.state.learned["big"].requests_per_second_per_replica == 4.0
 
 
 def test_every_reason_is_documented() -> None:
