@@ -128,6 +128,57 @@ def _cmd_twin(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from inferbudget.sim.budget import BudgetError, load_budget
+    from inferbudget.sim.fleet import ProfileError, load_profile
+    from inferbudget.sim.suite import POLICY_RUNNERS, RunContext, run_policies
+    from inferbudget.sim.traces import TraceError, load_trace
+
+    names = list(POLICY_RUNNERS) if args.policy == "all" else args.policy.split(",")
+    unknown = [name for name in names if name not in POLICY_RUNNERS]
+    if unknown:
+        print(f"error: unknown policy {unknown[0]!r}; choose from {', '.join(POLICY_RUNNERS)} or all",
+              file=sys.stderr)
+        return EXIT_UNREADABLE
+    try:
+        trace = load_trace(args.trace, time_scale=args.time_scale, seed=args.seed)
+        context = RunContext(trace, load_profile(args.profile), load_budget(args.budget),
+                             None if args.json else _progress_bar())
+    except (TraceError, ProfileError, BudgetError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_UNREADABLE
+    results = run_policies(names, context)
+    if args.plot:
+        from inferbudget.sim.plot import plot_results
+
+        plot_results(results, args.plot, title=f"{trace.name}")
+    if args.json:
+        print(json.dumps({"policies": [result.summary() for result in results]}, indent=2))
+    else:
+        print(_simulation_table(trace.name, results))
+    return EXIT_OK
+
+
+def _progress_bar() -> Any:
+    """A one-line progress bar on stderr (only when it is a terminal)."""
+    def show(fraction: float, message: str) -> None:
+        if sys.stderr.isatty():
+            filled = int(fraction * 30)
+            print(f"\r[{'#' * filled}{'.' * (30 - filled)}] {fraction:4.0%} {message[:60]:<60}", end="",
+                  file=sys.stderr, flush=True)
+    return show
+
+
+def _simulation_table(trace: str, results: list[Any]) -> str:
+    header = ("policy", "cost", "GPU-h", "SLO req", "SLO 1-min", "quality", "scales", "swaps", "breach s")
+    rows = [header] + [(r.policy, f"{r.cost:.2f}", f"{r.gpu_hours:.1f}", f"{r.slo_attainment_requests:.2%}",
+                        f"{r.slo_attainment_windows:.2%}", f"{r.mean_quality:.3f}", str(r.scale_events),
+                        str(r.swaps), f"{r.breach_seconds:.0f}") for r in results]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True)) for row in rows]
+    return f"\ntrace: {trace}\n" + "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="inferbudget", description="Keeps model serving within latency, memory and cost budgets.")
@@ -146,6 +197,22 @@ def build_parser() -> argparse.ArgumentParser:
                               description="Runs the operator against the current kubeconfig or in-cluster.")
     operator.add_arguments(run)
     run.set_defaults(handler=operator.run)
+
+    simulate = commands.add_parser(
+        "simulate", help="replay a trace through the engine and the HPA, KEDA, Knative baselines and an oracle",
+        description="Replays a trace through the serving-fleet model under each policy and prints cost, "
+        "GPU-hours, SLO attainment (share of requests within the latency threshold and share of 1-minute "
+        "windows within budget), request-weighted mean quality, scale events, swaps and seconds in breach.")
+    simulate.add_argument("--trace", required=True, help="Azure CSV, Mooncake JSONL, ServeGen directory or file, "
+                          "or a CSV with header timestamp_s,input_tokens,output_tokens")
+    simulate.add_argument("--profile", default=None, help="fleet profile (default: the shipped Llama-3.1-8B)")
+    simulate.add_argument("--budget", default=None, help="InferenceBudget manifest (default: a chat budget)")
+    simulate.add_argument("--policy", default="all", help="inferbudget, hpa, keda, kpa, oracle, a comma list, or all")
+    simulate.add_argument("--time-scale", type=float, default=1.0, help="multiplies the trace's timestamps")
+    simulate.add_argument("--seed", type=int, default=0, help="seed of synthesised arrivals (ServeGen)")
+    simulate.add_argument("--json", action="store_true", help="print JSON for other tools")
+    simulate.add_argument("--plot", metavar="OUT.png", help="draw load, replicas, variant and latency over time")
+    simulate.set_defaults(handler=_cmd_simulate)
 
     twin = commands.add_parser(
         "twin", help="a simulated vLLM fleet for the budgets' targets, serving metrics for Prometheus",

@@ -218,7 +218,15 @@ def _baseline_runner(name: str) -> PolicyRunner:
     return run
 
 
+def run_inferbudget(context: RunContext) -> ReplayResult:
+    """The operator's own engine (imported here, not at the top: engine_policy builds on this module)."""
+    from inferbudget.sim.engine_policy import run_engine
+
+    return run_engine(context)
+
+
 POLICY_RUNNERS: dict[str, PolicyRunner] = {
+    "inferbudget": run_inferbudget,
     "hpa": _baseline_runner("hpa"),
     "keda": _baseline_runner("keda"),
     "kpa": _baseline_runner("kpa"),
