@@ -92,6 +92,9 @@ async def reconcile_budget(namespace: str, name: str, body: kopf.Body, meta: kop
         url = spec.prometheus.url if spec.prometheus else None
         metrics = await runtime.observer.metrics_for(_target(key, namespace, spec, own_pods), url)
     plan = reconcile.plan(spec, status, meta.get("generation"), workload, metrics, conflicts, time.time())
+    # The decision is recorded before it is carried out: if the operator dies in between, the restarted one
+    # finds it in the status and carries it out once (a repeated decision is not recorded twice).
+    await asyncio.to_thread(_write_status, runtime.api, namespace, name, plan.status)
     if plan.act and plan.decision is not None and workload is not None:
         try:
             await asyncio.to_thread(reconcile.execute, runtime.api, spec, workload, plan.decision)
@@ -101,7 +104,6 @@ async def reconcile_budget(namespace: str, name: str, body: kopf.Body, meta: kop
             logger.warning(f"{plan.decision.action} failed: {problem}")
     for event in plan.events:
         (kopf.warn if event.warning else kopf.info)(body, reason=event.reason, message=event.message)
-    await asyncio.to_thread(_write_status, runtime.api, namespace, name, plan.status)
     _export(runtime.metrics, namespace, name, spec, plan)
     runtime.metrics.reconcile_seconds.labels(namespace, name).observe(time.monotonic() - started)
 

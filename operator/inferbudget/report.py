@@ -89,7 +89,15 @@ def record(action: str, reason: str, message: str, variant: str | None, replicas
 
 
 def with_history(history: list[DecisionRecord], latest: DecisionRecord) -> list[DecisionRecord]:
-    """History keeps decisions that changed something or changed the reason, newest last, bounded."""
-    if history and latest.action in ("None", "Hold") and history[-1].reason == latest.reason:
+    """History keeps decisions that changed something or changed the reason, newest last, bounded. The same
+    decision again (a hold that goes on, or a change retried because it was not carried out yet) is kept once."""
+    if history and _same(history[-1], latest):
         return history
     return [*history, latest][-HISTORY_LENGTH:]
+
+
+def _same(earlier: DecisionRecord, later: DecisionRecord) -> bool:
+    if later.action in ("None", "Hold"):
+        return earlier.reason == later.reason
+    return (earlier.action, earlier.reason, earlier.variant, earlier.replicas) == (
+        later.action, later.reason, later.variant, later.replicas)

@@ -19,7 +19,7 @@ from prometheus_client import (
 )
 
 # The _created series of every counter double the series count for nothing a dashboard uses.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
 def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> ThreadingHTTPServer:
