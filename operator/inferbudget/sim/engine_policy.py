@@ -2,7 +2,8 @@
 
 Each control cycle the replay's `FleetObservation` becomes the engine's `Observation` (what the operator builds
 from Prometheus and the API server), the engine decides with the state it kept from the last cycle, and its
-decision becomes the `FleetTarget` the simulated Deployment is steered to.
+decision becomes the `FleetTarget` the simulated Deployment is steered to. The simulator's registry
+(inferbudget.sim.suite) runs it as the `inferbudget` policy through `run_engine`.
 """
 
 from __future__ import annotations
@@ -138,3 +139,4 @@ def run_engine(context: RunContext) -> ReplayResult:
     """The suite's runner for the engine: one replay, no tuning (the engine has nothing to tune offline)."""
     policy = EnginePolicy(engine_spec(context.budget, context.profile, context.trace))
     return replay(context.trace, context.profile, context.budget, policy, ReplayOptions(progress=context.progress))
+

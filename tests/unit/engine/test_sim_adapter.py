@@ -1,0 +1,85 @@
+"""The engine replayed by the simulator: the adapter feeds it what the operator would observe."""
+
+import math
+
+import numpy as np
+
+from inferbudget.sim.budget import SimBudget
+from inferbudget.sim.engine_policy import EnginePolicy, engine_spec, observation_from, run_engine
+from inferbudget.sim.fleet import load_profile
+from inferbudget.sim.policies import FleetObservation, LatencyPercentiles
+from inferbudget.sim.replay import ReplayOptions, replay
+from inferbudget.sim.suite import RunContext
+
+from ..sim.conftest import stepped_trace
+
+BUDGET = SimBudget(latency_percentile=95, latency_threshold_ms=4000, variants=("bf16-h100", "fp8-h100"),
+                   replicas_max=12)
+# A rise in steps to 13 times the starting load, a plateau, and a fall back.
+TRACE = stepped_trace([(600, 10.0), (300, 25.0), (300, 45.0), (300, 70.0), (300, 100.0), (600, 130.0), (300, 65.0),
+                       (900, 10.0)])
+PLATEAU_END = slice(2100, 2400)  # the second half of the 130 req/s plateau
+
+
+def fleet_observation(**fields: object) -> FleetObservation:
+    values: dict[str, object] = dict(
+        time_s=30.0, window_s=15.0, request_rate=12.5, mean_input_tokens=1000.0, mean_output_tokens=100.0,
+        memory_per_replica_gib=30.0, kv_cache_usage=0.5, variant="fp8-h100", desired_replicas=3,
+        ready_replicas=2, ready_by_variant={"fp8-h100": 2}, running_requests=20.0, waiting_requests=0.0,
+        rollout_in_progress=False, latency_source=lambda signal: LatencyPercentiles(300.0, 600.0, 900.0, 1500.0),
+    )
+    values.update(fields)
+    return FleetObservation(**values)  # type: ignore[arg-type]
+
+
+def test_the_observation_is_what_the_operator_would_read() -> None:
+    spec = engine_spec(BUDGET, load_profile(), TRACE)
+    observation = observation_from(spec, fleet_observation())
+    assert observation.sampled_at == 30.0
+    assert observation.requests_per_second == 12.5
+    assert observation.latency_ms == 900.0  # the budget's p95
+    assert observation.memory_per_replica_bytes == 30 * 2**30
+    assert (observation.variant, observation.desired_replicas, observation.ready_replicas) == ("fp8-h100", 3, 2)
+
+
+def test_unavailable_metrics_reach_the_engine_as_missing() -> None:
+    spec = engine_spec(BUDGET, load_profile(), TRACE)
+    observation = observation_from(spec, fleet_observation(metrics_available=False))
+    assert observation.sampled_at is None and observation.requests_per_second is None
+    assert not observation.metrics_available
+
+
+def test_no_finished_request_means_no_latency() -> None:
+    nan = LatencyPercentiles(math.nan, math.nan, math.nan, math.nan)
+    observation = observation_from(engine_spec(BUDGET, load_profile(), TRACE),
+                                   fleet_observation(latency_source=lambda signal: nan))
+    assert observation.latency_ms is None
+
+
+def test_the_spec_declares_the_profile_variants_with_benchmarked_capacity() -> None:
+    spec = engine_spec(BUDGET, load_profile(), TRACE)
+    hints = {v.name: v.capacity_hint.requests_per_second for v in spec.variants if v.capacity_hint}
+    assert list(hints) == ["bf16-h100", "fp8-h100"]
+    assert 0 < hints["bf16-h100"] < hints["fp8-h100"]  # FP8 halves the weight reads of each step
+    assert spec.latency.threshold_ms == 4000 and spec.replicas.max == 12
+
+
+def test_the_engine_follows_the_load_up_and_back_down() -> None:
+    profile = load_profile()
+    policy = EnginePolicy(engine_spec(BUDGET, profile, TRACE))
+    result = replay(TRACE, profile, BUDGET, policy, ReplayOptions())
+    series = result.series
+    assert series is not None
+    assert series.desired_replicas[PLATEAU_END].min() >= 4 * series.desired_replicas[:600].max()
+    assert series.desired_replicas[-60:].max() <= 2
+    settled = series.latency_s[PLATEAU_END]
+    assert (settled <= series.threshold_s).mean() >= 0.95  # the plateau is served within budget once scaled
+    actions = {d.action for d in policy.decisions}
+    assert {"ScaleUp", "ScaleDown"} <= actions
+
+
+def test_a_replay_is_deterministic() -> None:
+    context = RunContext(TRACE, load_profile(), BUDGET)
+    first, second = run_engine(context), run_engine(context)
+    assert first.summary() == second.summary()
+    assert np.array_equal(first.series.desired_replicas, second.series.desired_replicas)  # type: ignore[union-attr]
