@@ -1,10 +1,13 @@
 """The joint choice of (variant, replicas): what each variant needs for the planned load, which options meet
 the budgets, and which one the objective prefers.
 
-Sizing. A variant needs enough replicas to carry the forecast load at TARGET_UTILISATION of its capacity
-(capacity = load at which the latency percentile reaches the threshold; see engine.latency). Scale-down is sized
-for the highest load of the scale-down window at a utilisation SCALE_DOWN_TOLERANCE lower, a dead band that keeps
-steady load from flapping between two counts. The running variant keeps its count anywhere in that band; another
+Sizing. A variant needs enough replicas to carry the forecast load at its capacity (the load at which the
+latency percentile reaches the threshold; see engine.latency). There is no further safety factor: headroom
+comes from the forecast (never below the load now), from rounding up, and on the way down from the window and
+the dead band; and capacity is learned where the fleet runs, so a factor would also bias what is learned (a
+fleet kept at 90% of capacity teaches a capacity extrapolated from 90%). Scale-down is sized for the highest load
+of the scale-down window at a capacity SCALE_DOWN_TOLERANCE lower, a dead band that keeps steady load from
+flapping between two counts. The running variant keeps its count anywhere in that band; another
 variant is sized for SWAP_MARGIN more than the top of its band, so that a swap needs a clear advantage and a
 load wandering around the point where two variants cost the same does not swap back and forth.
 
@@ -29,7 +32,6 @@ from inferbudget.engine.learning import Performance, hint_factor, performance
 from inferbudget.engine.observation import Observation
 from inferbudget.engine.state import EngineState
 
-TARGET_UTILISATION = 0.9  # headroom for the load's rise within a cycle and for error in the capacity estimate
 SCALE_DOWN_TOLERANCE = 0.05
 SWAP_MARGIN = 0.1
 UNBOUNDED = 1_000_000  # replicas "needed" when capacity is zero: more than any cap
@@ -53,7 +55,7 @@ class Loads:
 @dataclass(frozen=True, slots=True)
 class Sizing:
     """Replicas a variant needs: `up` for the forecast, `down` for the scale-down window's peak, `settled` for
-    the forecast alone at the scale-down utilisation (what the window allows once the peak has passed), and
+    the forecast alone at the scale-down capacity (what the window allows once the peak has passed), and
     `switch` for the window's peak plus SWAP_MARGIN (to run it after a swap)."""
 
     up: int
@@ -86,7 +88,7 @@ class Option:
     @property
     def carried_load(self) -> float:
         capacity = self.performance.capacity or 0.0
-        return self.replicas * capacity * TARGET_UTILISATION
+        return self.replicas * capacity
 
     @property
     def credited_load(self) -> float:
@@ -105,13 +107,13 @@ class Plan:
         return any(option.feasible for option in self.options)
 
 
-def replicas_for(load: float, capacity: float, utilisation: float) -> int:
-    """Fewest replicas that carry `load` with each at `utilisation` of `capacity`."""
+def replicas_for(load: float, capacity: float) -> int:
+    """Fewest replicas of this capacity that carry `load`."""
     if load <= 0:
         return 0
     if capacity <= 0:
         return UNBOUNDED
-    return min(math.ceil(load / (capacity * utilisation) - 1e-9), UNBOUNDED)
+    return min(math.ceil(load / capacity - 1e-9), UNBOUNDED)
 
 
 def size(spec: InferenceBudgetSpec, perf: Performance, loads: Loads) -> Sizing | None:
@@ -120,12 +122,12 @@ def size(spec: InferenceBudgetSpec, perf: Performance, loads: Loads) -> Sizing |
     horizon = loads.horizon(perf.startup_seconds)
     planned = forecast(loads.current, loads.slope, horizon)
     up_load = planned if spec.policy.scale_up.stabilization_seconds == 0 else min(planned, loads.low)
-    down_utilisation = TARGET_UTILISATION * (1 - SCALE_DOWN_TOLERANCE)
+    down_capacity = perf.capacity * (1 - SCALE_DOWN_TOLERANCE)
     return Sizing(
-        up=replicas_for(up_load, perf.capacity, TARGET_UTILISATION),
-        down=replicas_for(max(planned, loads.peak), perf.capacity, down_utilisation),
-        settled=replicas_for(planned, perf.capacity, down_utilisation),
-        switch=replicas_for(max(planned, loads.peak) * (1 + SWAP_MARGIN), perf.capacity, down_utilisation),
+        up=replicas_for(up_load, perf.capacity),
+        down=replicas_for(max(planned, loads.peak), down_capacity),
+        settled=replicas_for(planned, down_capacity),
+        switch=replicas_for(max(planned, loads.peak) * (1 + SWAP_MARGIN), down_capacity),
         planned_load=planned,
         window_load=max(planned, loads.peak),
         horizon_seconds=horizon,
