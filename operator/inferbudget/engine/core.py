@@ -23,7 +23,7 @@ from inferbudget.api.spec import InferenceBudgetSpec
 from inferbudget.api.status import Action
 from inferbudget.engine import messages as say
 from inferbudget.engine.decision import Decision, Reason, cost_of, hold
-from inferbudget.engine.forecast import remember_rate, trend
+from inferbudget.engine.forecast import load_now, remember_rate, trend
 from inferbudget.engine.learning import learn_capacity, track_fleet
 from inferbudget.engine.observation import Observation
 from inferbudget.engine.pacing import pace
@@ -71,7 +71,7 @@ class Cycle:
         return self.observation.desired_replicas
 
     def loads(self) -> Loads:
-        current = self.observation.requests_per_second or 0.0
+        current = load_now(self.state.rates, self.now, self.observation.requests_per_second or 0.0)
         up_seconds, down_seconds = self._windows()
         span = max(up_seconds, down_seconds)
         peak = highest(self.state.window, self.now, down_seconds, span)
@@ -227,11 +227,12 @@ def _remember(spec: InferenceBudgetSpec, observation: Observation, state: Engine
     policy = spec.policy
     span = float(max(policy.scale_up.stabilization_seconds, policy.scale_down.stabilization_seconds))
     state = learn_capacity(state, spec, observation, now)
+    rates = remember_rate(state.rates, now, rps)
     return state.model_copy(update={
         "blind_since": None,
         "observing_since": state.observing_since if state.observing_since is not None else now,
-        "rates": remember_rate(state.rates, now, rps),
-        "window": remember(state.window, now, rps, span),
+        "rates": rates,
+        "window": remember(state.window, now, load_now(rates, now, rps), span),
     })
 
 

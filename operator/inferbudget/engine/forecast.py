@@ -1,6 +1,11 @@
-"""The load forecast: where the request rate will be once replicas started now are Ready.
+"""The load to plan for: what it is now, and where it will be once replicas started now are Ready.
 
-A linear trend over the last TREND_WINDOW_SECONDS, extrapolated over the horizon (the variant's start-up time
+Now: the mean request rate of the last LOAD_SMOOTHING_SECONDS. A single cycle's rate is noisy (a 15 s rate of a
+steady load varies by ~10%), and planning on it means buying, and holding for the scale-down window, the
+highest noise of the window. A sample more than JUMP above that mean is a burst, not noise, and is planned for
+at once.
+
+Then: a linear trend over the last TREND_WINDOW_SECONDS, extrapolated over the horizon (the variant's start-up time
 plus one cycle, the earliest the next correction can be ready). Only the part of the slope beyond
 TREND_CONFIDENCE standard errors counts: noise in a flat load then forecasts nothing (rather than a rise every
 other cycle, which would buy replicas for nothing), while a real ramp is clear after a few samples. Never below
@@ -17,11 +22,21 @@ MAX_RATE_SAMPLES = 32
 MIN_TREND_SAMPLES = 3
 MAX_GROWTH = 1.0  # the forecast adds at most 100% of the current load
 TREND_CONFIDENCE = 2.0
+LOAD_SMOOTHING_SECONDS = 60.0
+JUMP = 0.25  # a rise of more than 25% over the smoothed load is taken at once
 
 
 def remember_rate(rates: tuple[RateSample, ...], now: float, rps: float) -> tuple[RateSample, ...]:
     recent = tuple(sample for sample in rates if sample[0] > now - TREND_WINDOW_SECONDS and sample[0] < now)
     return (*recent, (now, rps))[-MAX_RATE_SAMPLES:]
+
+
+def load_now(rates: tuple[RateSample, ...], now: float, newest: float) -> float:
+    """The load to plan with: the mean of the last LOAD_SMOOTHING_SECONDS, or the newest sample when it jumps
+    more than JUMP above that mean (a burst is met at once; noise is not chased)."""
+    recent = [rps for t, rps in rates if t >= now - LOAD_SMOOTHING_SECONDS]
+    mean = sum(recent) / len(recent) if recent else newest
+    return newest if newest > mean * (1 + JUMP) else mean
 
 
 def trend(rates: tuple[RateSample, ...]) -> float:

@@ -37,8 +37,10 @@ def test_scale_down_waits_for_the_stabilization_window() -> None:
     fleet.run(0.0, 300.0, rps=30.0)
     held = [fleet.step(now, 3.0) for now in range(300, 600, 15)]
     assert all(d.action == "Hold" and d.reason == "Stabilizing" for d in held)
-    down = fleet.step(600.0, 3.0)
-    assert (down.action, down.reason, down.replicas) == ("ScaleDown", "LoadFell", 1)
+    down = [fleet.step(now, 3.0) for now in range(600, 675, 15)]
+    assert all((d.action, d.reason) == ("ScaleDown", "LoadFell") for d in down)
+    # The plan follows the load's mean over the last minute, so the window lets go of it over that minute.
+    assert [d.replicas for d in down] == [7, 6, 4, 3, 1]
 
 
 def test_no_scale_down_before_a_whole_window_has_been_observed() -> None:
@@ -62,6 +64,21 @@ def test_rising_load_is_forecast_over_the_start_up_time() -> None:
     assert (rising.action, rising.reason, rising.replicas) == ("ScaleUp", "CapacityForecast", 4)
     # start-up 60 s + one cycle: 8 req/s now (2 replicas' worth), 13 by the time new replicas serve
     assert rising.message == "8.0 req/s rising to 13.0 req/s within 75s: 3 -> 4 replicas of big"
+
+
+def test_a_burst_is_met_at_once() -> None:
+    fleet = Fleet(one_variant(), replicas=3)
+    fleet.run(0.0, 120.0, rps=10.0)
+    burst = fleet.step(120.0, 20.0)
+    assert (burst.action, burst.replicas) == ("ScaleUp", 5)
+
+
+def test_a_small_rise_is_planned_from_the_minute_s_mean() -> None:
+    fleet = Fleet(one_variant(), replicas=3)
+    fleet.run(0.0, 120.0, rps=10.0)
+    assert fleet.step(120.0, 12.1).action != "ScaleUp"  # within 25% of the mean: 10.4 req/s, 3 replicas
+    steps = [fleet.step(now, 12.1) for now in range(135, 195, 15)]
+    assert fleet.replicas == 4 and any(d.action == "ScaleUp" for d in steps)
 
 
 def test_a_noisy_flat_load_forecasts_no_rise() -> None:
