@@ -48,15 +48,30 @@ def fleet(cluster: Any, crd: None, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 @pytest.fixture
-def operator(cluster: Any, fleet: Fleet, namespace: str, tmp_path: Path) -> Iterator[Process]:
-    process = Process(
-        [*inferbudget("run"), "--namespace", namespace, "--interval", str(CYCLE),
-         "--prometheus-url", fleet.prometheus.url, "--metrics-port", str(prometheus.free_port()),
-         "--health-port", str(prometheus.free_port())],
-        tmp_path / "operator.log", {"KUBECONFIG": str(cluster.kubeconfig)}).start()
-    yield process
-    process.stop()
-    print(f"operator log: {process.log}\n{process.tail()}")
+def start_operator(cluster: Any, fleet: Fleet, namespace: str, tmp_path: Path) -> Iterator[Any]:
+    """Starts the operator as its own process for this test's namespace (stopped at the end)."""
+    started: list[Process] = []
+
+    def start(prometheus_url: str | None = None) -> Process:
+        process = Process(
+            [*inferbudget("run"), "--namespace", namespace, "--interval", str(CYCLE),
+             "--prometheus-url", prometheus_url or fleet.prometheus.url,
+             "--metrics-port", str(prometheus.free_port()), "--health-port", str(prometheus.free_port())],
+            tmp_path / "operator.log", {"KUBECONFIG": str(cluster.kubeconfig)}).start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+    if started:
+        print(f"operator log: {started[0].log}\n{started[0].tail()}")
+
+
+@pytest.fixture
+def operator(start_operator: Any) -> Process:
+    process: Process = start_operator()
+    return process
 
 
 def deployment(name: str, variant: str, replicas: int, rate: float, progress_deadline: int = 600) -> dict[str, Any]:
@@ -184,3 +199,147 @@ def _rolled_out(deployment: Any, variant: str) -> bool:
 def _memory_below(scenario: Scenario, limit: int) -> int | None:
     memory = scenario.status().get("observed", {}).get("memoryPerReplicaBytes")
     return memory if memory is not None and memory < limit else None
+
+
+def _field_managers(deployment: Any) -> set[str]:
+    return {entry.manager for entry in deployment.metadata.managed_fields or []}
+
+
+def test_falling_load_scales_down_after_the_window_then_swaps_back_to_quality(
+        cluster: Any, namespace: str, operator: Process) -> None:
+    scenario = Scenario(cluster, namespace)
+    # bf16 would need 4+ replicas (16.40/h) for this load, over the 13.00 ceiling: fp8 carries it for less.
+    scenario.create(deployment("llama", "fp8", 3, rate=50),
+                    budget("llama", "llama", ["bf16", "fp8"], cost={"maxPerHour": "13.00"},
+                           policy={"objective": "MaximizeQuality"}))
+    scenario.wait("fp8 within budget", lambda: scenario.condition("WithinBudget") == "True", timeout=180)
+    dropped = scenario.status()["observed"]["time"]
+    scenario.set_load(8)
+
+    scale_down = scenario.wait("a ScaleDown", lambda: scenario.actions("ScaleDown"), timeout=180)[0]
+    assert scale_down["reason"] == "LoadFell"
+    waited = _seconds_between(dropped, scale_down["time"])
+    assert waited >= 20 - CYCLE, f"scaled down {waited}s after the drop, inside the 20 s stabilization window"
+    swap = scenario.wait("a swap back to bf16", lambda: [s for s in scenario.actions("Swap")
+                                                          if s["variant"] == "bf16"], timeout=180)[0]
+    assert swap["reason"] == "BetterQualityFits"
+    scenario.wait("the bf16 rollout", lambda: _rolled_out(scenario.deployment(), "bf16"))
+    assert float(scenario.status()["lastDecision"]["predicted"]["costPerHour"]) <= 13.00
+
+
+def _seconds_between(earlier: str, later: str) -> float:
+    from datetime import datetime
+    return (datetime.fromisoformat(later.replace("Z", "+00:00"))
+            - datetime.fromisoformat(earlier.replace("Z", "+00:00"))).total_seconds()
+
+
+def test_prometheus_outage_holds_still_then_recovers(
+        cluster: Any, namespace: str, fleet: Fleet, start_operator: Any, tmp_path: Path) -> None:
+    own = prometheus.start(tmp_path / "prometheus")
+    try:
+        own.scrape(*fleet.prometheus.targets())
+        start_operator(own.url)
+        scenario = Scenario(cluster, namespace)
+        scenario.create(deployment("llama", "bf16", 3, rate=5), budget("llama", "llama", ["bf16"]))
+        scenario.wait("metrics read", lambda: scenario.condition("MetricsAvailable") == "True")
+        port = own.port
+        own.stop()
+
+        scenario.wait("MetricsAvailable=False", lambda: scenario.condition("MetricsAvailable") == "False")
+        hold = scenario.wait("a Hold", lambda: scenario.status()["lastDecision"]["action"] == "Hold"
+                             and scenario.status()["lastDecision"])
+        assert hold["reason"] in ("MetricsMissing", "MetricsStale")
+        assert scenario.events("MetricsMissing"), "the outage is announced with a Warning Event"
+        # 5 req/s needs one replica, not three: blind, the operator must not scale down.
+        scenario.wait("several blind cycles", lambda: len(scenario.events("MetricsMissing")) >= 1
+                      and _blind_cycles(scenario) >= 5)
+        assert scenario.deployment().spec.replicas == 3
+        assert not [a for a in scenario.history() if a["action"] in ("ScaleDown", "Swap")]
+
+        own = prometheus.start(tmp_path / "prometheus", port=port)
+        own.scrape(*fleet.prometheus.targets())
+        scenario.wait("recovery", lambda: scenario.condition("MetricsAvailable") == "True", timeout=180)
+    finally:
+        own.stop()
+
+
+def _blind_cycles(scenario: Scenario) -> int:
+    counts = scenario.status().get("engineState", {})
+    since = counts.get("blindSince")
+    last = counts.get("lastCycleAt")
+    return int((last - since) / CYCLE) if since is not None and last is not None else 0
+
+
+def test_operator_killed_during_a_swap_resumes_without_a_second_swap(
+        cluster: Any, namespace: str, start_operator: Any) -> None:
+    scenario = Scenario(cluster, namespace)
+    first = start_operator()
+    scenario.create(deployment("llama", "bf16", 2, rate=5),
+                    budget("llama", "llama", ["bf16", "fp8"], memory={"maxPerReplica": "16Gi"}))
+    scenario.wait("the swap to start", lambda: scenario.deployment().spec.template.metadata.labels.get(
+        "inferbudget.io/variant") == "fp8", timeout=120)
+    first.kill()  # SIGKILL mid-rollout: no chance to write anything more
+    start_operator()
+
+    scenario.wait("the fp8 rollout to complete", lambda: _rolled_out(scenario.deployment(), "fp8"))
+    scenario.wait("the restarted operator to reconcile", lambda: scenario.status()["lastDecision"]["action"]
+                  in ("None", "Hold") and scenario.status()["observed"]["variant"] == "fp8")
+    swaps = scenario.actions("Swap")
+    assert [(s["variant"], s["reason"]) for s in swaps] == [("fp8", "MemoryOverBudget")], swaps
+    assert len(scenario.events("MemoryOverBudget")) == 1
+    revision = scenario.deployment().metadata.annotations["deployment.kubernetes.io/revision"]
+    assert revision == "2", "exactly one pod template change after the first: the swap"
+
+
+def test_an_hpa_on_the_same_target_is_a_conflict_and_nothing_is_touched(
+        cluster: Any, namespace: str, operator: Process) -> None:
+    scenario = Scenario(cluster, namespace)
+    k8s.AutoscalingV2Api(cluster.api_client).create_namespaced_horizontal_pod_autoscaler(namespace, {
+        "metadata": {"name": "llama"},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "llama"},
+                 "minReplicas": 1, "maxReplicas": 4,
+                 "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
+                     "type": "Utilization", "averageUtilization": 80}}}]}})
+    scenario.create(deployment("llama", "bf16", 1, rate=3 * H100_BF16_CAPACITY), budget("llama", "llama", ["bf16"]))
+
+    scenario.wait("Conflict=True", lambda: scenario.condition("Conflict") == "True")
+    assert scenario.condition("Ready") == "False"
+    assert scenario.events("Conflict")[0].message.startswith("HorizontalPodAutoscaler llama")
+    scenario.wait("a decision that would scale up", lambda: scenario.actions("ScaleUp"), timeout=120)
+    assert "inferbudget" not in _field_managers(scenario.deployment()), "the operator never wrote to it"
+
+
+def test_a_rollout_that_cannot_progress_is_rolled_back_and_the_variant_marked_failed(
+        cluster: Any, namespace: str, operator: Process) -> None:
+    scenario = Scenario(cluster, namespace)
+    # fp8 is cheaper, so the engine swaps to it; but it asks for 16 GPUs and no node has them: its pods stay
+    # Pending and the Deployment reports ProgressDeadlineExceeded after 10 s.
+    unschedulable = dict(VARIANTS["fp8"], costPerReplicaHour="3.00",
+                         container={"resources": {"limits": {"nvidia.com/gpu": "16"}}})
+    spec = budget("llama", "llama", ["bf16", "fp8"])
+    spec["spec"]["variants"][1] = unschedulable
+    scenario.create(deployment("llama", "bf16", 1, rate=5, progress_deadline=10), spec)
+
+    to_fp8 = scenario.wait("the swap to fp8", lambda: [s for s in scenario.actions("Swap") if s["variant"] == "fp8"])
+    assert to_fp8[0]["reason"] == "CheaperVariant"
+    back = scenario.wait("the rollback", lambda: [s for s in scenario.actions("Swap")
+                                                  if s["reason"] == "VariantRolledBack"], timeout=180)[0]
+    assert back["variant"] == "bf16"
+    scenario.wait("bf16 rolled out again", lambda: _rolled_out(scenario.deployment(), "bf16"), timeout=180)
+    assert "fp8" in scenario.status()["engineState"]["failures"], "fp8 is avoided for its back-off"
+    assert scenario.events("VariantRolledBack")
+
+
+def test_advise_mode_decides_and_reports_but_never_touches_the_workload(
+        cluster: Any, namespace: str, operator: Process) -> None:
+    scenario = Scenario(cluster, namespace)
+    scenario.create(deployment("llama", "bf16", 1, rate=3 * H100_BF16_CAPACITY),
+                    budget("llama", "llama", ["bf16"], mode="Advise"))
+
+    advice = scenario.wait("advice to scale up", lambda: scenario.actions("ScaleUp"))[0]
+    assert advice["replicas"] >= 2
+    events = scenario.wait("the advice as an Event", lambda: [e for e in scenario.events()
+                                                              if e.message.startswith("Advise (not applied)")])
+    assert "ScaleUp" in events[0].message
+    assert scenario.deployment().spec.replicas == 1
+    assert "inferbudget" not in _field_managers(scenario.deployment())

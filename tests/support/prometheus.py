@@ -45,6 +45,13 @@ class Prometheus:
         """Scrape these host:port targets (labels come from the target itself: honor_labels)."""
         self.targets_file.write_text(json.dumps([{"targets": list(addresses)}]))
 
+    def targets(self) -> list[str]:
+        return [address for group in json.loads(self.targets_file.read_text()) for address in group["targets"]]
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
