@@ -3,12 +3,12 @@ operator as its own process. Each scenario asserts on status, Events, the Deploy
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client as k8s
-
 from tests.support import prometheus
 from tests.support.processes import Process, inferbudget
 
@@ -228,7 +228,6 @@ def test_falling_load_scales_down_after_the_window_then_swaps_back_to_quality(
 
 
 def _seconds_between(earlier: str, later: str) -> float:
-    from datetime import datetime
     return (datetime.fromisoformat(later.replace("Z", "+00:00"))
             - datetime.fromisoformat(earlier.replace("Z", "+00:00"))).total_seconds()
 
