@@ -9,14 +9,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 PYTEST := $(BIN)/pytest
 
-.PHONY: help venv system-deps test test-unit test-integration test-e2e lint crd bench demo cluster-up cluster-down clean
+.PHONY: help venv docs system-deps test test-unit test-integration test-e2e lint crd bench demo cluster-up cluster-down clean
 
 help:
 	@echo "make demo   - local cluster, Prometheus, simulated fleet, operator and a sample budget (live view)"
 	@echo "make test   - every test tier (unit, e2e against a real local control plane)"
 	@echo "make lint   - ruff and mypy --strict"
 	@echo "make bench  - replay the public traces through every policy; tables in bench/results/"
-	@echo "make crd    - regenerate crds/ from the API models"
+	@echo "make crd    - regenerate crds/ and docs/reference.md from the API models"
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml
@@ -47,6 +47,9 @@ lint: venv
 
 crd: venv
 	$(BIN)/python -m inferbudget.api.crd > crds/inferbudget.io_inferencebudgets.yaml
+	$(BIN)/python -m inferbudget.api.reference > docs/reference.md
+
+docs: crd
 
 bench: venv
 	$(BIN)/python bench/run_bench.py

@@ -73,3 +73,10 @@ def test_crd_names_and_printer_columns() -> None:
 
 def test_crd_file_is_one_yaml_document() -> None:
     assert len(list(yaml.safe_load_all(CRD_FILE.read_text()))) == 1
+
+
+def test_docs_reference_is_generated_from_the_crd() -> None:
+    from inferbudget.api.reference import render_reference
+
+    reference = ROOT / "docs" / "reference.md"
+    assert reference.read_text() == render_reference(), "docs/reference.md is out of date: run `make docs`"
