@@ -61,6 +61,7 @@ class OperatorMetrics:
         self.memory_per_replica = gauge("memory_per_replica_bytes", "Observed memory of the largest replica.")
         self.budget_memory = gauge("budget_memory_bytes", "The memory budget per replica.")
         self.replicas = gauge("replicas", "Desired replicas of the target.")
+        self.budget_max_replicas = gauge("budget_max_replicas", "The budget's replicas.max.")
         self.active_variant = gauge("active_variant", "1 for the variant the target runs.", ("variant",))
         self.cost_per_hour = gauge("cost_per_hour", "Cost per hour of the current replicas.")
         self.budget_cost = gauge("budget_cost_per_hour", "The cost ceiling per hour.")
@@ -79,9 +80,9 @@ class OperatorMetrics:
     def forget(self, namespace: str, budget: str) -> None:
         """Drops every series of a deleted budget, so dashboards don't show ghosts."""
         for metric in (self.observed_latency, self.budget_latency, self.memory_per_replica, self.budget_memory,
-                       self.replicas, self.active_variant, self.cost_per_hour, self.budget_cost, self.breached,
-                       self.prediction_error, self.condition, self.decisions, self.reconcile_seconds,
-                       self.last_reconcile):
+                       self.replicas, self.budget_max_replicas, self.active_variant, self.cost_per_hour,
+                       self.budget_cost, self.breached, self.prediction_error, self.condition, self.decisions,
+                       self.reconcile_seconds, self.last_reconcile):
             for labels in list(metric._metrics):
                 if labels[:2] == (namespace, budget):
                     metric.remove(*labels)
