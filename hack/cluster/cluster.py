@@ -697,8 +697,7 @@ class Cluster:
                 "--kubeconfig", str(self.pki / "kwok.kubeconfig"),
                 "-c", str(HERE / "kwok/stages.yaml"),
                 "--manage-nodes-with-annotation-selector", "kwok.x-k8s.io/node=fake",
-                "--cidr", POD_CIDR,
-                "--node-lease-duration-seconds", "40"]
+                "--cidr", POD_CIDR]
 
     # -- down -----------------------------------------------------------------------------------------------
 

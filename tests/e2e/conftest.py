@@ -8,9 +8,11 @@ INFERBUDGET_CLUSTER picks the cluster by name, as it does for hack/cluster/clust
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -19,7 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from kubernetes import client as k8s
@@ -96,22 +98,55 @@ class Kube:
 @pytest.fixture(scope="session")
 def cluster(request: pytest.FixtureRequest) -> Iterator[Kube]:
     local = local_cluster.Cluster(os.environ.get("INFERBUDGET_CLUSTER", local_cluster.DEFAULT_CLUSTER))
-    was_running = local.is_running()
     capture = request.config.pluginmanager.getplugin("capturemanager")
-    with capture.global_and_fixture_disabled():  # a cold build takes a while: show its progress
+    uncaptured = capture.global_and_fixture_disabled if capture else contextlib.nullcontext
+    with uncaptured(), shared_by_sessions(local):  # a cold build takes a while: show its progress
+        api_client = k8s_config.new_client_from_config(config_file=str(local.kubeconfig))
+        try:
+            yield Kube(local.name, local_cluster.KUBERNETES_VERSION, local.kubeconfig,
+                       local_cluster.tool("kubectl"), local_cluster.tool("helm"), api_client)
+        finally:
+            api_client.close()
+
+
+@contextlib.contextmanager
+def shared_by_sessions(local: Any) -> Iterator[None]:
+    """Bring the cluster up for this pytest session; at the end, stop it if a test session started it and no
+    other session still uses it (several developers' `make test` may share one machine and one cluster).
+    A cluster that was up before any session (`make cluster-up`) is left running, as is any with
+    INFERBUDGET_KEEP_CLUSTER=1."""
+    sessions = local.dir.parent / f".{local.name}.sessions"
+    lock = local.dir.parent / f".{local.name}.sessions.lock"  # not the cluster's own lock, which up() takes
+    started_by_tests, mine = sessions / "started-by-tests", sessions / str(os.getpid())
+    with local_cluster.file_lock(lock):
+        was_running = local.is_running()
         try:
             local.up()
         except local_cluster.ClusterError as error:
             pytest.fail(f"the local cluster did not come up: {error}", pytrace=False)
-    api_client = k8s_config.new_client_from_config(config_file=str(local.kubeconfig))
+        sessions.mkdir(exist_ok=True)
+        if not was_running:
+            started_by_tests.touch()
+        mine.touch()
     try:
-        yield Kube(local.name, local_cluster.KUBERNETES_VERSION, local.kubeconfig,
-                   local_cluster.tool("kubectl"), local_cluster.tool("helm"), api_client)
+        yield
     finally:
-        api_client.close()
-        if not was_running and os.environ.get("INFERBUDGET_KEEP_CLUSTER") != "1":
-            with capture.global_and_fixture_disabled():
+        with local_cluster.file_lock(lock):
+            mine.unlink()
+            others = [path for path in sessions.iterdir() if path.name.isdigit() and pid_exists(int(path.name))]
+            if not others and started_by_tests.exists() and os.environ.get("INFERBUDGET_KEEP_CLUSTER") != "1":
                 local.down()
+                shutil.rmtree(sessions)
+
+
+def pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @pytest.fixture(scope="session")

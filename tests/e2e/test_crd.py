@@ -9,7 +9,6 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,16 +25,13 @@ CRD_NAME = "inferencebudgets.inferbudget.io"
 
 
 @pytest.fixture(scope="module")
-def crd(cluster: Any) -> Iterator[dict[str, Any]]:
-    """The CRD from crds/, installed and Established; removed afterwards unless the cluster had one before
-    (a developer's cluster running the operator keeps its resources)."""
-    existed = cluster.kubectl("get", "crd", CRD_NAME, check=False).returncode == 0
+def crd(cluster: Any) -> dict[str, Any]:
+    """The CRD from crds/, installed (or updated to this tree's) and Established. It stays: other modules and
+    a developer's operator need it too, and deleting it would delete their InferenceBudgets."""
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "--field-manager", "inferbudget-e2e",
                     "-f", str(CRD_FILE))
     cluster.kubectl("wait", "--for", "condition=Established", "--timeout", "60s", f"crd/{CRD_NAME}")
-    yield yaml.safe_load(CRD_FILE.read_text())
-    if not existed:
-        cluster.kubectl("delete", "crd", CRD_NAME, "--wait=false")
+    return dict(yaml.safe_load(CRD_FILE.read_text()))
 
 
 def test_crd_installs_and_becomes_established(cluster: Any, crd: dict[str, Any]) -> None:
