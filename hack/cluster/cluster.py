@@ -31,6 +31,7 @@ import argparse
 import base64
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import re
@@ -477,7 +478,7 @@ def serves_healthz(port: int) -> bool:
     context.verify_mode = ssl.CERT_NONE
     try:
         with urllib.request.urlopen(f"https://127.0.0.1:{port}/healthz", context=context, timeout=5) as response:
-            return response.status == 200
+            return bool(response.status == 200)
     except (OSError, ssl.SSLError):
         return False
 
@@ -485,7 +486,7 @@ def serves_healthz(port: int) -> bool:
 def serves_etcd_health(port: int) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:
-            return json.loads(response.read()).get("health") == "true"
+            return bool(json.loads(response.read()).get("health") == "true")
     except (OSError, ValueError):
         return False
 
@@ -530,9 +531,10 @@ class Cluster:
 
     def _load(self) -> dict[str, Any] | None:
         try:
-            return json.loads(self.state_file.read_text())
+            state: dict[str, Any] = json.loads(self.state_file.read_text())
         except FileNotFoundError:
             return None
+        return state
 
     def _save(self, state: dict[str, Any]) -> None:
         tmp = self.state_file.with_suffix(".tmp")
@@ -553,8 +555,8 @@ class Cluster:
         """All five components are alive and the API server is ready."""
         state = self._load()
         components = self.components(state)
-        return (len(components) == len(COMPONENT_ORDER) and all(c.is_running() for c in components)
-                and self.api(state).is_ready())
+        return (state is not None and len(components) == len(COMPONENT_ORDER)
+                and all(c.is_running() for c in components) and self.api(state).is_ready())
 
     # -- up -------------------------------------------------------------------------------------------------
 
@@ -568,6 +570,8 @@ class Cluster:
                 say(f"cluster {self.name!r} is partly down; restarting it from scratch")
                 self._teardown()
             build()
+            say(f"starting cluster {self.name!r}: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, "
+                f"kwok with {nodes} GPU nodes")
             try:
                 self._start(nodes, timeout)
             except BaseException:
@@ -614,7 +618,7 @@ class Cluster:
             if status != 201:
                 raise ClusterError(f"creating node {node['metadata']['name']} failed ({status}): {body}")
         for port_name in ("kube-controller-manager", "kube-scheduler"):
-            wait_for(f"{port_name} /healthz", lambda p=ports[port_name]: serves_healthz(p), timeout, running)
+            wait_for(f"{port_name} /healthz", functools.partial(serves_healthz, ports[port_name]), timeout, running)
         wait_for("the default ServiceAccount in namespace default",
                  lambda: api.exists("/api/v1/namespaces/default/serviceaccounts/default"), timeout, running)
         wait_for(f"{node_count} kwok nodes to be Ready",
@@ -728,7 +732,7 @@ class Cluster:
             print(f"cluster {self.name!r}: not up")
             return False
         ports = state["ports"]
-        healthy = {
+        healthy: dict[str, Callable[[], bool]] = {
             "etcd": lambda: serves_etcd_health(ports["etcd-client"]),
             "kube-apiserver": self.api(state).is_ready,
             "kube-controller-manager": lambda: serves_healthz(ports["kube-controller-manager"]),

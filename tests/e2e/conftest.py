@@ -1,9 +1,9 @@
 """The e2e tier: tests against a real API server, the local control plane of hack/cluster.
 
 The `cluster` fixture brings the cluster up once per session (building its binaries the first time, with the
-progress shown live) and stops it at the end, unless it was already running when the session began (a
-developer's cluster, `make cluster-up`) or INFERBUDGET_KEEP_CLUSTER=1 asks to keep it for a look afterwards.
-INFERBUDGET_CLUSTER picks the cluster by name, as it does for hack/cluster/cluster.py.
+progress shown live) and stops it when the session ends, unless it was running before any test session began
+(a developer's `make cluster-up`), another pytest session still uses it, or INFERBUDGET_KEEP_CLUSTER=1 asks to
+keep it for a look afterwards. INFERBUDGET_CLUSTER picks the cluster by name, as for hack/cluster/cluster.py.
 """
 
 from __future__ import annotations

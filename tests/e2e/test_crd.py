@@ -30,8 +30,15 @@ def crd(cluster: Any) -> dict[str, Any]:
     a developer's operator need it too, and deleting it would delete their InferenceBudgets."""
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "--field-manager", "inferbudget-e2e",
                     "-f", str(CRD_FILE))
-    cluster.kubectl("wait", "--for", "condition=Established", "--timeout", "60s", f"crd/{CRD_NAME}")
+    # Polled here: `kubectl wait` fails at once if it reads the CRD before its status has any condition.
+    cluster.wait_until("the CRD to be Established", lambda: established(cluster))
     return dict(yaml.safe_load(CRD_FILE.read_text()))
+
+
+def established(cluster: Any) -> bool:
+    crd = json.loads(cluster.kubectl("get", "crd", CRD_NAME, "-o", "json").stdout)
+    return any(c["type"] == "Established" and c["status"] == "True"
+               for c in crd.get("status", {}).get("conditions") or [])
 
 
 def test_crd_installs_and_becomes_established(cluster: Any, crd: dict[str, Any]) -> None:
