@@ -112,6 +112,7 @@ def _export(metrics: OperatorMetrics, namespace: str, name: str, spec: Inference
             plan: reconcile.Plan) -> None:
     labels = (namespace, name)
     metrics.budget_latency.labels(*labels).set(spec.latency.threshold_ms / 1000)
+    metrics.budget_max_replicas.labels(*labels).set(spec.replicas.max)
     metrics.last_reconcile.labels(*labels).set(time.time())
     if spec.memory and spec.memory.max_per_replica_bytes:
         metrics.budget_memory.labels(*labels).set(spec.memory.max_per_replica_bytes)
