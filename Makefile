@@ -8,6 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 PYTEST := $(BIN)/pytest
+CLUSTER := $(PYTHON) hack/cluster/cluster.py
 
 .PHONY: help venv docs system-deps test test-unit test-integration test-e2e lint crd bench demo cluster-up cluster-down clean
 
@@ -24,11 +25,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@rm -f $(VENV)/.installed-* && touch $@
 
-# Debian packages: Prometheus and promtool (the package does not start a service; tests start their own).
+# Debian packages: Prometheus and promtool (the package starts no service; tests start their own), openssl
+# (the local cluster's certificates).
+APT_PACKAGES := prometheus openssl
 system-deps:
-	@command -v prometheus >/dev/null 2>&1 || { \
-	  echo "installing Debian package: prometheus"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
+	@missing=""; for tool in $(APT_PACKAGES); do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
 
 test: test-unit test-integration test-e2e
 
@@ -38,8 +43,17 @@ test-unit: venv
 test-integration: venv system-deps
 	$(PYTEST) -q -m integration tests/integration
 
-test-e2e: venv
+# The cold build of the cluster's binaries (about 8-19 minutes) runs before pytest, with its progress shown.
+test-e2e: venv system-deps
+	$(CLUSTER) build
 	$(PYTEST) -q -m e2e tests/e2e
+
+cluster-up:
+	$(CLUSTER) up
+	@echo 'use it: eval "$$($(CLUSTER) env)"'
+
+cluster-down:
+	$(CLUSTER) down
 
 lint: venv
 	$(BIN)/ruff check operator tests

@@ -27,8 +27,9 @@ class Fleet:
 @pytest.fixture(scope="module")
 def crd(cluster: Any) -> None:
     cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                    "crd/inferencebudgets.inferbudget.io")
+    cluster.wait_until("the CRD to be Established", lambda: "True" in cluster.kubectl(
+        "get", "crd/inferencebudgets.inferbudget.io", "-o",
+        "jsonpath={.status.conditions[?(@.type=='Established')].status}", check=False).stdout)
 
 
 @pytest.fixture(scope="module")
