@@ -21,7 +21,7 @@ from inferbudget.engine.state import LatencyFit
 # Assumed base latency (no load) as a fraction of the threshold, until observations say otherwise. A low value
 # gives a steep prior line, which under-estimates capacity (the safe direction) when extrapolating.
 BASE_LATENCY_FRACTION = 0.25
-PRIOR_WEIGHT = 1.0
+PRIOR_WEIGHT = 0.2
 # Each new observation multiplies older weights by this: about 1 / (1 - 0.95) = 20 observations of memory.
 FORGETTING = 0.95
 # Below this slope (in 1/s per request/s) latency does not measurably grow with load: no line to trust.
