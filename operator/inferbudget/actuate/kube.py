@@ -48,6 +48,9 @@ def scale(api: client.ApiClient, workload: Workload, replicas: int) -> None:
 
 
 def apply_variant(api: client.ApiClient, workload: Workload, variant: Variant, container: str) -> None:
+    """Rewrites the container as the variant runs it (read fresh: the swap needs the container as it is)."""
     apps = client.AppsV1Api(api)
+    current = api.sanitize_for_serialization(  # type: ignore[no-untyped-call]
+        _method(apps, "read", workload.kind)(workload.name, workload.namespace))
     _method(apps, "patch", workload.kind)(
-        workload.name, workload.namespace, swap_patch(variant, container), field_manager=FIELD_MANAGER)
+        workload.name, workload.namespace, swap_patch(current, variant, container), field_manager=FIELD_MANAGER)

@@ -1,10 +1,8 @@
-"""Reading rollout state from a Deployment, and the patch a variant swap writes."""
+"""Reading rollout state from a Deployment."""
 
 from typing import Any
 
-from inferbudget.actuate.variant import swap_patch
 from inferbudget.actuate.workload import parse_workload, selects
-from inferbudget.api.spec import Variant
 
 
 def deployment(**status: Any) -> dict[str, Any]:
@@ -63,22 +61,3 @@ def test_selector_matches_only_pods_with_every_label() -> None:
     assert selects({"app": "llama"}, {"app": "llama", "pod-template-hash": "x"})
     assert not selects({"app": "llama"}, {"app": "mistral"})
     assert not selects({}, {"app": "llama"}), "an empty selector would select every pod"
-
-
-def test_swap_patch_sets_the_label_and_only_the_fields_the_variant_names() -> None:
-    variant = Variant.model_validate({
-        "name": "int4", "quality": 0.93, "costPerReplicaHour": "4.10", "memory": "18Gi",
-        "container": {"args": ["--model", "x-w4a16"], "env": [{"name": "QUANT", "value": "w4a16"}],
-                      "resources": {"limits": {"nvidia.com/gpu": "1"}}}})
-    patch = swap_patch(variant, "server")
-    template = patch["spec"]["template"]
-    assert template["metadata"]["labels"] == {"inferbudget.io/variant": "int4"}
-    assert template["spec"]["containers"] == [{
-        "name": "server", "args": ["--model", "x-w4a16"], "env": [{"name": "QUANT", "value": "w4a16"}],
-        "resources": {"limits": {"nvidia.com/gpu": "1"}}}]
-    assert "image" not in template["spec"]["containers"][0], "an unset image is left as it is"
-
-
-def test_swap_patch_of_a_variant_without_overrides_only_relabels() -> None:
-    variant = Variant.model_validate({"name": "bf16", "quality": 1, "costPerReplicaHour": "4", "memory": "1Gi"})
-    assert swap_patch(variant, "server")["spec"]["template"]["spec"]["containers"] == [{"name": "server"}]
