@@ -137,6 +137,10 @@ def _export(metrics: OperatorMetrics, namespace: str, name: str, spec: Inference
         metrics.cost_per_hour.labels(*labels).set(float(cost))
     for dimension, over in report.breaches(spec, figures).items():
         metrics.breached.labels(*labels, dimension).set(1 if over else 0)
+    error = plan.status.prediction_error
+    for dimension, ratio in (("latency", error.latency if error else None), ("cost", error.cost if error else None)):
+        if ratio is not None:
+            metrics.prediction_error.labels(*labels, dimension).set(ratio)
 
 
 def forget_budget(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:

@@ -99,12 +99,14 @@ def _decide(spec: InferenceBudgetSpec, status: InferenceBudgetStatus, generation
     entry = report.record(decision.action, decision.reason, decision.message, decision.variant,
                           decision.replicas, decision.predicted_latency_ms, decision.predicted_cost_per_hour, now)
     breaches = report.breaches(spec, figures)
+    history = report.with_history(list(status.history), entry)
+    error = report.prediction_error(history, spec, figures, now) or status.prediction_error
     problems = "; ".join(metrics.problems) if metrics and metrics.problems else "no metrics yet"
     blocked = ", ".join(conflicts)
     updated = _conditions(
         status.model_copy(update={
             "observed_generation": generation, "observed": report.observed(spec, figures, now),
-            "last_decision": entry, "history": report.with_history(list(status.history), entry),
+            "last_decision": entry, "history": history, "prediction_error": error,
             "engine_state": state.to_json(), "learned": dict(state.learned)}),
         now, generation,
         ("Ready", "False", "Conflict", f"{blocked} also scales this target: not acting") if conflicts

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from inferbudget.api.quantity import format_bytes
 from inferbudget.api.spec import InferenceBudgetSpec
-from inferbudget.api.status import Condition, DecisionRecord, Observed, Prediction
+from inferbudget.api.status import Condition, DecisionRecord, Observed, Prediction, PredictionError
 
 HISTORY_LENGTH = 20
 
@@ -77,6 +77,37 @@ def observed(spec: InferenceBudgetSpec, figures: Figures, now: float) -> Observe
         memory=f"{memory}/{budget_memory}",
         cost=f"{cost:.2f}/{ceiling} {currency}" if cost is not None else f"?/{ceiling} {currency}",
     )
+
+
+def _parse(timestamp: str) -> float:
+    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+
+
+def prediction_error(history: list[DecisionRecord], spec: InferenceBudgetSpec, figures: Figures,
+                     now: float) -> PredictionError | None:
+    """How far the prediction made at least one latency window ago is from what is observed now, as
+    (observed - predicted) / predicted; None while the fleet differs from the one predicted (scaling,
+    swapping, pods not Ready), since the two would not be comparable."""
+    due = [entry for entry in history
+           if entry.predicted is not None and now - _parse(entry.time) >= spec.latency.window_seconds]
+    if not due:
+        return None
+    entry = due[-1]
+    if (entry.variant, entry.replicas) != (figures.variant, figures.replicas) or (
+            figures.ready_replicas < figures.replicas):
+        return None
+    assert entry.predicted is not None
+    latency = _ratio(figures.latency_ms, entry.predicted.latency_ms)
+    observed_cost = cost_per_hour(spec, figures.variant, figures.replicas)
+    cost = _ratio(float(observed_cost) if observed_cost is not None else None,
+                  float(entry.predicted.cost_per_hour) if entry.predicted.cost_per_hour else None)
+    return PredictionError(latency=latency, cost=cost) if latency is not None or cost is not None else None
+
+
+def _ratio(observed: float | None, predicted: float | None) -> float | None:
+    if observed is None or not predicted:
+        return None
+    return (observed - predicted) / predicted
 
 
 def record(action: str, reason: str, message: str, variant: str | None, replicas: int,
