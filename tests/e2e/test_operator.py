@@ -1,6 +1,7 @@
 """The operator on a real cluster: real API server + kwok, a real Prometheus scraping the twin, and the
 operator as its own process. Each scenario asserts on status, Events, the Deployment and the metrics."""
 
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -9,6 +10,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client as k8s
+from prometheus_client.parser import text_string_to_metric_families
 from tests.support import prometheus
 from tests.support.processes import Process, inferbudget
 
@@ -54,11 +56,13 @@ def start_operator(cluster: Any, fleet: Fleet, namespace: str, tmp_path: Path) -
     started: list[Process] = []
 
     def start(prometheus_url: str | None = None) -> Process:
+        metrics_port = prometheus.free_port()
         process = Process(
             [*inferbudget("run"), "--namespace", namespace, "--interval", str(CYCLE),
              "--prometheus-url", prometheus_url or fleet.prometheus.url,
-             "--metrics-port", str(prometheus.free_port()), "--health-port", str(prometheus.free_port())],
+             "--metrics-port", str(metrics_port), "--health-port", str(prometheus.free_port())],
             tmp_path / "operator.log", {"KUBECONFIG": str(cluster.kubeconfig)}).start()
+        process.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
         started.append(process)
         return process
 
@@ -173,6 +177,11 @@ def test_rising_load_scales_up_then_latency_returns_within_budget(
     scenario.wait("p95 back within budget", lambda: scenario.condition("WithinBudget") == "True", timeout=180)
     observed = scenario.status()["observed"]
     assert observed["latencyMs"] <= 2000 and observed["replicas"] >= 3
+    labels = {"namespace": namespace, "budget": "llama"}
+    replicas = scenario.wait("the replicas metric", lambda: operator_metric(operator, "inferbudget_replicas", **labels))
+    assert replicas >= 3
+    assert (operator_metric(operator, "inferbudget_decisions_total", action="ScaleUp", **labels) or 0) >= 1
+    assert operator_metric(operator, "inferbudget_budget_breached", dimension="latency", **labels) == 0
 
 
 def test_memory_over_budget_swaps_to_a_variant_that_fits(
@@ -200,6 +209,20 @@ def _rolled_out(deployment: Any, variant: str) -> bool:
 def _memory_below(scenario: Scenario, limit: int) -> int | None:
     memory = scenario.status().get("observed", {}).get("memoryPerReplicaBytes")
     return memory if memory is not None and memory < limit else None
+
+
+def operator_metric(operator: Process, name: str, **labels: str) -> float | None:
+    """A sample of the operator's own /metrics (None when absent or not served yet)."""
+    try:
+        with urllib.request.urlopen(operator.metrics_url, timeout=5) as response:
+            text = response.read().decode()
+    except OSError:
+        return None
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return None
 
 
 def _field_managers(deployment: Any) -> set[str]:
@@ -343,3 +366,6 @@ def test_advise_mode_decides_and_reports_but_never_touches_the_workload(
     assert "ScaleUp" in events[0].message
     assert scenario.deployment().spec.replicas == 1
     assert "inferbudget" not in _field_managers(scenario.deployment())
+    breached = scenario.wait("the latency breach in the metrics", lambda: operator_metric(
+        operator, "inferbudget_budget_breached", namespace=namespace, budget="llama", dimension="latency"))
+    assert breached == 1

@@ -18,6 +18,7 @@ class Process:
     log: Path
     env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
+    metrics_url: str = ""  # where the process serves its own /metrics, if it does
 
     def start(self) -> "Process":
         with self.log.open("ab") as log:
