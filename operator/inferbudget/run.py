@@ -76,6 +76,12 @@ def run(args: argparse.Namespace) -> int:
     runtime = handlers.Runtime(client.ApiClient(), FleetObserver(client_for, args.interval), metrics, args.interval)
     registry = kopf.OperatorRegistry()
     handlers.register(registry, args.interval)
+
+    def configure(settings: kopf.OperatorSettings, **_: object) -> None:
+        # Watching listed namespaces needs no namespace scanning (nor the cluster-wide RBAC it would take).
+        settings.scanning.disabled = bool(args.namespaces)
+
+    kopf.on.startup(registry=registry)(configure)
     kopf.run(
         registry=registry, memo=kopf.Memo(runtime=runtime),
         clusterwide=not args.namespaces, namespaces=args.namespaces,

@@ -70,7 +70,8 @@ def _ready(url: str) -> bool:
         return False
 
 
-def start(directory: Path, scrape_interval: str = "1s", port: int | None = None) -> Prometheus:
+def start(directory: Path, scrape_interval: str = "1s", port: int | None = None,
+          rule_files: list[Path] | None = None) -> Prometheus:
     binary = shutil.which("prometheus")
     if binary is None:
         raise RuntimeError("prometheus is not installed: `apt-get install -y prometheus` (make test does it)")
@@ -81,6 +82,7 @@ def start(directory: Path, scrape_interval: str = "1s", port: int | None = None)
         "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
         "scrape_configs": [{"job_name": "fleet", "honor_labels": True,
                             "file_sd_configs": [{"files": [str(targets)], "refresh_interval": "1s"}]}],
+        "rule_files": [str(path) for path in rule_files or []],
     }
     (directory / "prometheus.yml").write_text(yaml.safe_dump(config))
     port = port or free_port()
