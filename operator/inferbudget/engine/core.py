@@ -157,7 +157,7 @@ def _replica_bounds(cycle: Cycle) -> Decision | None:
     if target == cycle.replicas:
         return None
     message = (f"{cycle.replicas} replicas is outside replicas {bounds.min}..{bounds.max}: "
-               f"{cycle.replicas} -> {target} replicas of {cycle.running}")
+               f"{cycle.replicas} -> {say.fleet(target, cycle.running)}")
     action: Action = "ScaleUp" if target > cycle.replicas else "ScaleDown"
     return replace(hold(cycle.spec, cycle.running, cycle.replicas, "ReplicaBounds", message, feasible=None),
                    action=action, replicas=target,
@@ -184,8 +184,8 @@ def _blind(cycle: Cycle, blindness: Reason) -> Decision:
     if (policy.action == "Fallback" and fallback is not None and blind_for >= policy.after_seconds
             and fallback > cycle.replicas):
         target = min(fallback, cycle.spec.replicas.max)
-        message = (f"{what} for {say.seconds(blind_for)}: {cycle.replicas} -> {target} replicas of "
-                   f"{cycle.running} (fallback)")
+        change = f"{cycle.replicas} -> {say.fleet(target, cycle.running)}"
+        message = f"{what} for {say.seconds(blind_for)}: {change} (fallback)"
         return replace(hold(cycle.spec, cycle.running, cycle.replicas, "FallbackReplicas", message, feasible=None),
                        action="ScaleUp", replicas=target,
                        predicted_cost_per_hour=cost_of(cycle.spec, cycle.running, target))

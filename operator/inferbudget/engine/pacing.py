@@ -37,7 +37,7 @@ def _scale_up(spec: InferenceBudgetSpec, observation: Observation, option: Optio
     step = max(math.ceil(current * policy.max_step_percent / 100), policy.max_step_replicas)
     target = min(option.replicas, current + step)
     capped = f" (step cap; {option.replicas} needed)" if target < option.replicas else ""
-    change = f"{current} -> {target} replicas of {option.variant.name}{capped}"
+    change = f"{current} -> {say.fleet(target, option.variant.name)}{capped}"
     latency_ms, threshold = observation.latency_ms, spec.latency.threshold_ms
     load = observation.requests_per_second or 0.0
     if latency_ms is not None and latency_ms > threshold:
@@ -66,7 +66,7 @@ def _scale_down(spec: InferenceBudgetSpec, observation: Observation, option: Opt
     target = max(option.replicas, current - step)
     window = say.seconds(spec.policy.scale_down.stabilization_seconds)
     message = (f"peak {say.rate(option.sizing.window_load)} over the last {window} needs {option.replicas}: "
-               f"{current} -> {target} replicas of {option.variant.name}")
+               f"{current} -> {say.fleet(target, option.variant.name)}")
     return _change(spec, option, "ScaleDown", "LoadFell", message, target)
 
 
