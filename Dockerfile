@@ -9,13 +9,20 @@
 ARG BASE_IMAGE=docker.io/library/python:3.11-slim-bookworm
 
 FROM ${BASE_IMAGE} AS build
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 RUN python3 -m venv /opt/inferbudget
-COPY pyproject.toml README.md /src/
+# The dependencies first, read from pyproject.toml: a layer that survives changes to the source.
+COPY pyproject.toml /src/
+RUN --mount=type=cache,target=/root/.cache/pip \
+    python3 -c 'import tomllib; print("\n".join(tomllib.load(open("/src/pyproject.toml", "rb"))["project"]["dependencies"]))' \
+      > /tmp/requirements.txt \
+ && /opt/inferbudget/bin/pip install --no-compile --requirement /tmp/requirements.txt
+COPY README.md /src/
 COPY operator /src/operator
-# Installed from a copy of the source (not in editable mode), compiled ahead (the root filesystem will be
-# read-only), without the dependencies' own test suites; then the installers go: the final stage needs none.
-RUN /opt/inferbudget/bin/pip install --no-compile /src \
+# Then the package itself (a copy, not editable), compiled ahead (the root filesystem will be read-only),
+# without the dependencies' own test suites; then the installers go: the final stage needs none of them.
+RUN --mount=type=cache,target=/root/.cache/pip \
+    /opt/inferbudget/bin/pip install --no-compile --no-deps /src \
  && find /opt/inferbudget/lib -depth -type d -name tests -exec rm -rf {} + \
  && /opt/inferbudget/bin/python -m compileall -q /opt/inferbudget/lib \
  && /opt/inferbudget/bin/pip uninstall --yes pip setuptools \

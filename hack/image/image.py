@@ -159,8 +159,11 @@ def build(tag: str = DEFAULT_TAG, base_image: str | None = None) -> str:
     """Builds the Dockerfile at the repository root as `tag`; returns the tag."""
     base = base_image or ensure_base()
     with file_lock(cache_dir() / "build.lock"):
-        run(*BUILDAH, "bud", "--isolation", "chroot", "--layers", "--build-arg", f"BASE_IMAGE={base}",
+        # No --layers: with vfs every cached layer is a whole copy of the filesystem, and the storage would
+        # grow by a gigabyte per source change. pip's cache (a cache mount) keeps rebuilds from downloading.
+        run(*BUILDAH, "bud", "--isolation", "chroot", "--build-arg", f"BASE_IMAGE={base}",
             "--tag", tag, "--file", str(ROOT / "Dockerfile"), str(ROOT))
+        run(*BUILDAH, "rmi", "--prune", quiet=True)  # the image this tag named before, now untagged
     return tag
 
 
