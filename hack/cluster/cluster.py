@@ -583,6 +583,9 @@ class Cluster:
 
     def _start(self, node_count: int, timeout: float) -> None:
         shutil.rmtree(self.logs, ignore_errors=True)
+        # Every start is a fresh cluster: objects kept from an earlier run would come back with stale node
+        # heartbeats, and the node controller would mark their pods NotReady for good (kwok readies a pod once).
+        shutil.rmtree(self.dir / "etcd", ignore_errors=True)
         for directory in (self.dir, self.logs):
             directory.mkdir(parents=True, exist_ok=True)
         make_pki(self.pki)
