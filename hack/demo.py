@@ -122,6 +122,8 @@ class Demo:
             "run", "--interval", str(CYCLE_SECONDS), "--prometheus-url",
             self.prometheus.url, "--metrics-port", str(metrics_port), "--health-port", str(prometheus.free_port())),
             {"KUBECONFIG": str(self._service_account_kubeconfig())})
+        # a fresh start: the cluster keeps its data between runs
+        self.kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait", "--timeout=120s")
         self.kubectl("create", "namespace", NAMESPACE)
         example = yaml.safe_load_all((ROOT / "deploy/examples/vllm-llama-3.1-8b.yaml").read_text())
         workloads = [doc for doc in example if doc["kind"] != "InferenceBudget"]  # the demo's budget instead
