@@ -116,15 +116,21 @@ def _decide(spec: InferenceBudgetSpec, status: InferenceBudgetStatus, generation
         ("MetricsAvailable", "True", "MetricsRead", "metrics read from Prometheus") if observation.metrics_available
         else ("MetricsAvailable", "False", "MetricsMissing", problems),
         _within_budget(breaches, observation),
-        ("BudgetFeasible", "True" if decision.feasible else "False",
-         "Feasible" if decision.feasible else "Infeasible",
-         "some variant and replica count meets every budget" if decision.feasible else decision.message),
+        _feasible(decision),
         ("Actuating", "True" if workload.rollout_in_progress else "False",
          "RolloutInProgress" if workload.rollout_in_progress else "Idle",
          f"rolling out {workload.variant}" if workload.rollout_in_progress else "no rollout under way"),
     )
     act = spec.mode == "Enforce" and decision.changes_workload and not conflicts
     return Plan(updated, decision, act, _events(spec, status, updated, decision, act, conflicts), figures)
+
+
+def _feasible(decision: Decision) -> tuple[str, str, str, str]:
+    if decision.feasible is None:  # not assessed this cycle (blind, paused, capacity unknown)
+        return "BudgetFeasible", "Unknown", "NotAssessed", decision.message
+    if decision.feasible:
+        return "BudgetFeasible", "True", "Feasible", "some variant and replica count meets every budget"
+    return "BudgetFeasible", "False", "Infeasible", decision.message
 
 
 def _within_budget(breaches: dict[str, bool], observation: Observation) -> tuple[str, str, str, str]:
@@ -150,7 +156,7 @@ def _events(spec: InferenceBudgetSpec, before: InferenceBudgetStatus, after: Inf
     if _transitioned(before, after, "MetricsAvailable") and not any(
             c.type == "MetricsAvailable" and c.status == "True" for c in after.conditions):
         events.append(Event("MetricsMissing", f"holding: {decision.message}", warning=True))
-    if not decision.feasible and _transitioned(before, after, "BudgetFeasible"):
+    if decision.feasible is False and _transitioned(before, after, "BudgetFeasible"):
         events.append(Event("Infeasible", decision.message, warning=True))
     return events
 

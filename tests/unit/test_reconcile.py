@@ -84,6 +84,7 @@ def test_missing_metrics_hold_and_warn_on_the_transition_only() -> None:
     first = run(spec(), metrics=blind)
     assert first.decision is not None and first.decision.action == "Hold" and not first.act
     assert conditions(first)["MetricsAvailable"] == "False" and conditions(first)["WithinBudget"] == "Unknown"
+    assert conditions(first)["BudgetFeasible"] == "Unknown", "blind, feasibility is not assessed"
     assert "MetricsMissing" in [e.reason for e in first.events]
     again = run(spec(), first.status, metrics=blind, now=NOW + 15)
     assert "MetricsMissing" not in [e.reason for e in again.events]
