@@ -704,6 +704,9 @@ class Cluster:
                 "--kubeconfig", str(self.pki / "kwok.kubeconfig"),
                 "-c", str(HERE / "kwok/stages.yaml"),
                 "--manage-nodes-with-annotation-selector", "kwok.x-k8s.io/node=fake",
+                # Renew each node's Lease: without it the node controller sees no heartbeat for 40 s, marks the
+                # nodes NotReady and their pods NotReady with them, and kwok readies the nodes but not the pods.
+                "--node-lease-duration-seconds", "40",
                 "--cidr", POD_CIDR]
 
     # -- down -----------------------------------------------------------------------------------------------
