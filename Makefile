@@ -10,7 +10,8 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 PYTEST := $(BIN)/pytest
 CLUSTER := $(PYTHON) hack/cluster/cluster.py
 
-.PHONY: help venv docs system-deps test test-unit test-integration test-e2e lint crd bench demo cluster-up cluster-down clean
+.PHONY: help venv docs system-deps test test-unit test-integration test-e2e lint crd bench demo manifests image \
+	cluster-up cluster-down clean
 
 help:
 	@echo "make demo   - local cluster, Prometheus, simulated fleet, operator and a sample budget (live view)"
@@ -37,7 +38,7 @@ system-deps:
 
 test: test-unit test-integration test-e2e
 
-test-unit: venv
+test-unit: venv system-deps  # tests/unit/test_rules.py runs promtool (Debian package prometheus)
 	$(PYTEST) -q tests/unit
 
 test-integration: venv system-deps
@@ -47,6 +48,15 @@ test-integration: venv system-deps
 test-e2e: venv system-deps
 	$(CLUSTER) build
 	$(PYTEST) -q -m e2e tests/e2e
+
+# deploy/install.yaml, deploy/prometheus and deploy/grafana, rendered from the chart (with the cluster's helm).
+manifests: venv
+	$(CLUSTER) build
+	$(BIN)/python charts/manifests.py
+
+# The operator image, built with buildah on a Debian base bootstrapped once (no registry needed).
+image:
+	$(PYTHON) hack/image/image.py build
 
 cluster-up:
 	$(CLUSTER) up
@@ -68,9 +78,10 @@ docs: crd
 bench: venv
 	$(BIN)/python bench/run_bench.py
 
-demo:
-	@echo "not yet: make demo lands with issue 7 (it needs the operator, issue 5, and the chart, issue 6)" >&2
-	@exit 2
+# The whole system on this machine, decisions shown live; DEMO_SECONDS=N runs it unattended for N seconds.
+demo: venv system-deps
+	$(CLUSTER) build
+	$(BIN)/python hack/demo.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
