@@ -183,10 +183,21 @@ def render(budgets: list[dict[str, Any]], elapsed: float) -> str:
     return "\n".join(lines)
 
 
-def summary(budgets: list[dict[str, Any]]) -> dict[str, Any]:
-    decisions = [entry for budget in budgets for entry in (budget.get("status") or {}).get("history", [])
-                 if entry["action"] in ("ScaleUp", "ScaleDown", "Swap")]
-    return {"decisions": decisions, "counts": dict(Counter(entry["action"] for entry in decisions))}
+class Tally:
+    """Every change decided while the demo ran (the status keeps only the recent history)."""
+
+    def __init__(self) -> None:
+        self.decisions: dict[tuple[str, str, str], dict[str, Any]] = {}
+
+    def add(self, budgets: list[dict[str, Any]]) -> None:
+        for budget in budgets:
+            for entry in (budget.get("status") or {}).get("history", []):
+                if entry["action"] in ("ScaleUp", "ScaleDown", "Swap"):
+                    self.decisions[(budget["metadata"]["name"], entry["time"], entry["action"])] = entry
+
+    def summary(self) -> dict[str, Any]:
+        decisions = sorted(self.decisions.values(), key=lambda entry: entry["time"])
+        return {"decisions": decisions, "counts": dict(Counter(entry["action"] for entry in decisions))}
 
 
 def main() -> int:
@@ -194,6 +205,7 @@ def main() -> int:
     interactive = seconds == 0 and sys.stdout.isatty()
     work = Path(tempfile.mkdtemp(prefix="inferbudget-demo-"))
     demo = Demo(work)
+    tally = Tally()
     stopping = False
 
     def interrupt(*_: Any) -> None:
@@ -211,18 +223,22 @@ def main() -> int:
         shown = 0.0
         while not stopping and (seconds == 0 or time.monotonic() - started < seconds):
             elapsed = time.monotonic() - started
+            budgets = demo.budgets()
+            tally.add(budgets)
             if interactive:
-                print("\033[2J\033[H" + render(demo.budgets(), elapsed), flush=True)
+                print("\033[2J\033[H" + render(budgets, elapsed), flush=True)
                 time.sleep(2)  # the refresh period of the view, not a synchronisation
             else:
                 if elapsed - shown >= 30 or shown == 0:
-                    print(render(demo.budgets(), elapsed) + "\n", flush=True)
+                    print(render(budgets, elapsed) + "\n", flush=True)
                     shown = elapsed or 0.001
                 time.sleep(1)
     except KeyboardInterrupt:
         pass
     finally:
-        result = summary(demo.budgets()) if demo.cluster.is_running() else {"decisions": [], "counts": {}}
+        if demo.cluster.is_running():
+            tally.add(demo.budgets())
+        result = tally.summary()
         print("\nDecisions taken:", json.dumps(result["counts"]))
         for entry in result["decisions"]:
             print(f"  {entry['time']} {entry['action']:<9} {entry['reason']:<18} {entry['message']}")
