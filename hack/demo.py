@@ -14,7 +14,6 @@ DEMO_SUMMARY=FILE also writes that summary as JSON (the e2e test reads it). Stan
 project's virtualenv; run from the repository root (the Makefile does).
 """
 
-import importlib.util
 import json
 import os
 import signal
@@ -33,21 +32,13 @@ sys.path.insert(0, str(ROOT))
 
 from tests.support import prometheus  # noqa: E402 (after the path set-up above)
 from tests.support.processes import Process, inferbudget  # noqa: E402
+from tests.support.scripts import load_script  # noqa: E402
 
 TRACE = ROOT.parent / "shared" / "traces" / "AzureLLMInferenceTrace_code.csv"
 TIME_SCALE = 0.2  # the 1-hour trace in 12 minutes: 5x its request rate
 CYCLE_SECONDS = 5
 NAMESPACE = "demo"
 SYSTEM_NAMESPACE = "inferbudget-system"
-
-
-def load_cluster_module() -> Any:
-    spec = importlib.util.spec_from_file_location("inferbudget_local_cluster", ROOT / "hack/cluster/cluster.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def step(number: int, text: str) -> None:
@@ -84,7 +75,7 @@ def demo_budget() -> dict[str, Any]:
 class Demo:
     def __init__(self, work: Path) -> None:
         self.work = work
-        self.local = load_cluster_module()
+        self.local = load_script("inferbudget_local_cluster", ROOT / "hack/cluster/cluster.py")
         self.cluster = self.local.Cluster(os.environ.get("INFERBUDGET_DEMO_CLUSTER", "demo"))
         self.processes: list[Process] = []
         self.prometheus: prometheus.Prometheus | None = None

@@ -9,15 +9,12 @@ keep it for a look afterwards. INFERBUDGET_CLUSTER picks the cluster by name, as
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import re
 import shutil
 import subprocess
-import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -26,36 +23,13 @@ from typing import Any, TypeVar
 import pytest
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
+from tests.support.scripts import load_script, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 
 
-def _load_cluster_module() -> ModuleType:
-    """hack/cluster/cluster.py is a script, not a package; load it under a name of its own."""
-    spec = importlib.util.spec_from_file_location("inferbudget_local_cluster", ROOT / "hack/cluster/cluster.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
-
-
-local_cluster = _load_cluster_module()
-
-
-def wait_until(what: str, probe: Callable[[], T], timeout: float = 60.0, interval: float = 0.2) -> T:
-    """Poll `probe` until it returns something truthy, and return that; fail with the last value seen.
-
-    The only way e2e tests synchronise with the cluster: a deadline, never a fixed sleep."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last seen: {value!r}")
-        time.sleep(interval)
+local_cluster = load_script("inferbudget_local_cluster", ROOT / "hack/cluster/cluster.py")
 
 
 @dataclass

@@ -8,23 +8,21 @@ caches the base image.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 from tests.e2e.test_operator import Scenario, budget, deployment
 from tests.support import prometheus
 from tests.support.processes import Process
+from tests.support.scripts import load_script
 
 import inferbudget
 
@@ -33,17 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TAG = "localhost/inferbudget:e2e"
 
 
-def _load_image_module() -> ModuleType:
-    """hack/image/image.py is a script, not a package; load it under a name of its own."""
-    spec = importlib.util.spec_from_file_location("inferbudget_image", ROOT / "hack/image/image.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-images = _load_image_module()
+images = load_script("inferbudget_image", ROOT / "hack/image/image.py")
 
 
 def buildah(*args: str) -> subprocess.CompletedProcess[str]:

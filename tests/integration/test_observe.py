@@ -6,7 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from tests.support.prometheus import Prometheus, free_port, wait_until
+from tests.support.prometheus import Prometheus, free_port
+from tests.support.scripts import wait_until
 
 from inferbudget.metrics.client import PrometheusClient
 from inferbudget.metrics.observe import BudgetMetrics, Target, observe
@@ -84,7 +85,7 @@ def test_a_budget_sees_only_its_pods_with_exact_percentile_memory_and_queue(
         full = metrics.available and metrics.pods_reporting == 2 and metrics.latency_ms is not None
         return metrics if full and metrics.memory_per_replica_bytes else None
 
-    metrics = wait_until(ready, 60, "two scrapes of the exporter")
+    metrics = wait_until("two scrapes of the exporter", ready, 60)
     # Every request of the budget's pods took 0.8 s, inside the (0.5, 1.0] bucket: Prometheus's
     # interpolation puts p95 at 0.5 + 0.5 * 0.95 s. The 7 s pods (another workload, another namespace)
     # would push it past 5 s if they leaked in.

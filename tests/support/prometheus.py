@@ -7,12 +7,12 @@ import json
 import shutil
 import socket
 import subprocess
-import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from tests.support.scripts import wait_until
 
 
 def free_port() -> int:
@@ -20,18 +20,6 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
-
-
-def wait_until(condition, timeout: float, what: str, interval: float = 0.2):  # type: ignore[no-untyped-def]
-    """Polls condition() until it returns something truthy; fails naming `what` after timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"gave up after {timeout:g}s waiting for {what}")
-        time.sleep(interval)
 
 
 @dataclass
@@ -95,7 +83,7 @@ def start(directory: Path, scrape_interval: str = "1s", port: int | None = None,
     url = f"http://127.0.0.1:{port}"
     prometheus = Prometheus(url, process, targets, log)
     try:
-        wait_until(lambda: process.poll() is not None or _ready(url), 60, "Prometheus to be ready")
+        wait_until("Prometheus to be ready", lambda: process.poll() is not None or _ready(url), 60)
     except TimeoutError:
         prometheus.stop()
         raise
