@@ -246,7 +246,8 @@ def test_falling_load_scales_down_after_the_window_then_swaps_back_to_quality(
     assert waited >= 20 - CYCLE, f"scaled down {waited}s after the drop, inside the 20 s stabilization window"
     swap = scenario.wait("a swap back to bf16", lambda: [s for s in scenario.actions("Swap")
                                                           if s["variant"] == "bf16"], timeout=180)[0]
-    assert swap["reason"] == "BetterQualityFits"
+    # the better-quality variant now fits the ceiling; it may also be the cheaper fleet (1 bf16 vs 2 fp8 left)
+    assert swap["reason"] in ("BetterQualityFits", "CheaperVariant")
     scenario.wait("the bf16 rollout", lambda: _rolled_out(scenario.deployment(), "bf16"))
     assert float(scenario.status()["lastDecision"]["predicted"]["costPerHour"]) <= 13.00
 
