@@ -80,3 +80,10 @@ def test_docs_reference_is_generated_from_the_crd() -> None:
 
     reference = ROOT / "docs" / "reference.md"
     assert reference.read_text() == render_reference(), "docs/reference.md is out of date: run `make docs`"
+
+
+def test_concepts_doc_explains_every_reason_code() -> None:
+    from inferbudget.engine.decision import REASONS
+
+    concepts = (ROOT / "docs" / "concepts.md").read_text()
+    assert [reason for reason in REASONS if f"| `{reason}` |" not in concepts] == []
