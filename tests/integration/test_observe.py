@@ -1,73 +1,16 @@
 """The observer against a real Prometheus scraping vLLM-format metrics from a local exporter."""
 
 import asyncio
-import threading
-from collections.abc import Iterator
 
 import pytest
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from tests.integration.conftest import VllmPods, target
 from tests.support.prometheus import Prometheus, free_port
 from tests.support.scripts import wait_until
 
 from inferbudget.metrics.client import PrometheusClient
 from inferbudget.metrics.observe import BudgetMetrics, Target, observe
-from inferbudget.telemetry import serve_metrics
 
 pytestmark = pytest.mark.integration
-BUCKETS = (0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-
-
-class VllmPods:
-    """Pods exporting vLLM's metric names with namespace and pod labels, as a scraped fleet would."""
-
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        labels = ["namespace", "pod"]
-        self.e2e = Histogram("vllm:e2e_request_latency_seconds", "e2e", labels, buckets=BUCKETS,
-                             registry=self.registry)
-        self.running = Gauge("vllm:num_requests_running", "running", labels, registry=self.registry)
-        self.waiting = Gauge("vllm:num_requests_waiting", "waiting", labels, registry=self.registry)
-        self.fb_used = Gauge("DCGM_FI_DEV_FB_USED", "MiB", labels, registry=self.registry)
-        self.ticks = Counter("ticks", "exporter ticks", registry=self.registry)
-        self.port = free_port()
-        self.server = serve_metrics(self.registry, "127.0.0.1", self.port)
-        self.stopping = threading.Event()
-        self.load = threading.Thread(target=self._serve_requests, daemon=True)
-        self.load.start()
-
-    def _serve_requests(self) -> None:
-        """Keeps counters rising so rates exist: every pod serves a request each tick, at its latency."""
-        latency = {("serving", "llama-0"): 0.8, ("serving", "llama-1"): 0.8, ("serving", "other-0"): 7.0,
-                   ("elsewhere", "llama-0"): 7.0}
-        while not self.stopping.wait(0.05):
-            for (namespace, pod), seconds in latency.items():
-                self.e2e.labels(namespace, pod).observe(seconds)
-                self.running.labels(namespace, pod).set(4)
-            self.ticks.inc()
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self.server.shutdown()
-
-
-@pytest.fixture
-def pods(real_prometheus: Prometheus) -> Iterator[VllmPods]:
-    exporter = VllmPods()
-    exporter.waiting.labels("serving", "llama-0").set(3)
-    exporter.waiting.labels("serving", "llama-1").set(2)
-    exporter.fb_used.labels("serving", "llama-0").set(18432)
-    exporter.fb_used.labels("serving", "llama-1").set(16384)
-    real_prometheus.scrape(f"127.0.0.1:{exporter.port}")
-    yield exporter
-    exporter.stop()
-
-
-def target(**overrides: object) -> Target:
-    fields: dict[str, object] = dict(key="serving/llama", namespace="serving", pods=frozenset({"llama-0", "llama-1"}),
-                                     server="vllm", signal="e2e", quantile=0.95, window_seconds=5, memory_signal="gpu")
-    return Target(**(fields | overrides))  # type: ignore[arg-type]
-
-
 def observe_once(url: str, targets: list[Target]) -> tuple[dict[str, BudgetMetrics], int]:
     async def go() -> tuple[dict[str, BudgetMetrics], int]:
         client = PrometheusClient(url)
