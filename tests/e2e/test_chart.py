@@ -31,6 +31,7 @@ from tests.e2e import test_operator
 from tests.e2e.test_operator import Fleet, Scenario, budget, deployment
 from tests.support import prometheus
 from tests.support.processes import Process, inferbudget
+from tests.support.scripts import wait_until
 
 pytestmark = pytest.mark.e2e
 # The real fleet of the operator tests (twin + Prometheus), and the CRD it needs, for this module too.
@@ -271,7 +272,7 @@ def monitor_the_operator(server: prometheus.Prometheus, metrics_port: int) -> No
         {"files": [str(operator_targets)], "refresh_interval": "1s"}]})
     (directory / "prometheus.yml").write_text(yaml.safe_dump(config))
     urllib.request.urlopen(urllib.request.Request(f"{server.url}/-/reload", method="POST"), timeout=10).close()
-    prometheus.wait_until(lambda: len(api(server.url, "rules")["groups"]) == 2, 30, "the alert rules to load")
+    wait_until("the alert rules to load", lambda: len(api(server.url, "rules")["groups"]) == 2, 30)
 
 
 def api(url: str, path: str, **params: str) -> Any:
@@ -381,8 +382,8 @@ def test_every_dashboard_query_returns_data(cluster: Any, chart_operator: ChartO
     scenario = chart_operator.scenario
     scenario.wait("a Swap", lambda: scenario.actions("Swap"), timeout=300)
     url = chart_operator.prometheus_url
-    prometheus.wait_until(lambda: api(url, "query", query='ALERTS{alertname="InferBudgetMetricsUnavailable"}')[
-        "result"], 120, "the blind budget's alert to be pending")
+    wait_until("the blind budget's alert to be pending", lambda: api(
+        url, "query", query='ALERTS{alertname="InferBudgetMetricsUnavailable"}')["result"], 120)
 
     def empty() -> list[str]:
         window = {"start": str(chart_operator.started), "end": str(time.time()), "step": "2"}
@@ -408,8 +409,8 @@ def test_the_dashboard_variables_list_the_budgets(chart_operator: ChartOperator)
     variables = {variable["name"]: variable for variable in DASHBOARD["templating"]["list"]}
     metric = re.fullmatch(r"label_values\((\w+), namespace\)", variables["namespace"]["definition"])
     assert metric, variables["namespace"]["definition"]
-    prometheus.wait_until(lambda: chart_operator.watched in api(url, "label/namespace/values", **{
-        "match[]": metric.group(1)}), 60, "the namespace in the namespace variable")
+    wait_until("the namespace in the namespace variable", lambda: chart_operator.watched in api(
+        url, "label/namespace/values", **{"match[]": metric.group(1)}), 60)
     budget_selector = re.fullmatch(r"label_values\((.+), budget\)", variables["budget"]["definition"])
     assert budget_selector
     selector = substitute(budget_selector.group(1), chart_operator.watched)
