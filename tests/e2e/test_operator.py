@@ -171,7 +171,8 @@ def test_rising_load_scales_up_then_latency_returns_within_budget(
     scale_up = scenario.wait("a ScaleUp", lambda: scenario.actions("ScaleUp"))[0]
     assert scale_up["reason"] in ("LatencyOverBudget", "CapacityForecast")
     assert scale_up["replicas"] >= 2
-    assert scenario.events(scale_up["reason"]), "every action posts an Event with its reason"
+    # every action posts an Event with its reason (after the status records the decision, so poll for it)
+    scenario.wait("the ScaleUp's Event", lambda: scenario.events(scale_up["reason"]))
     # 2.5x one replica's capacity needs at least 3 (the 15 s rate window may show the rise in steps)
     scenario.wait("the Deployment scaled to 3 or more", lambda: scenario.deployment().spec.replicas >= 3)
     scenario.wait("p95 back within budget", lambda: scenario.condition("WithinBudget") == "True", timeout=180)
@@ -273,7 +274,7 @@ def test_prometheus_outage_holds_still_then_recovers(
         hold = scenario.wait("a Hold", lambda: scenario.status()["lastDecision"]["action"] == "Hold"
                              and scenario.status()["lastDecision"])
         assert hold["reason"] in ("MetricsMissing", "MetricsStale")
-        assert scenario.events("MetricsMissing"), "the outage is announced with a Warning Event"
+        scenario.wait("the outage's Warning Event", lambda: scenario.events("MetricsMissing"))
         # 5 req/s needs one replica, not three: blind, the operator must not scale down.
         scenario.wait("several blind cycles", lambda: len(scenario.events("MetricsMissing")) >= 1
                       and _blind_cycles(scenario) >= 5)
@@ -328,7 +329,8 @@ def test_an_hpa_on_the_same_target_is_a_conflict_and_nothing_is_touched(
 
     scenario.wait("Conflict=True", lambda: scenario.condition("Conflict") == "True")
     assert scenario.condition("Ready") == "False"
-    assert scenario.events("Conflict")[0].message.startswith("HorizontalPodAutoscaler llama")
+    conflict = scenario.wait("the Conflict Event", lambda: scenario.events("Conflict"))
+    assert conflict[0].message.startswith("HorizontalPodAutoscaler llama")
     scenario.wait("a decision that would scale up", lambda: scenario.actions("ScaleUp"), timeout=120)
     assert "inferbudget" not in _field_managers(scenario.deployment()), "the operator never wrote to it"
 
@@ -351,7 +353,7 @@ def test_a_rollout_that_cannot_progress_is_rolled_back_and_the_variant_marked_fa
     assert back["variant"] == "bf16"
     scenario.wait("bf16 rolled out again", lambda: _rolled_out(scenario.deployment(), "bf16"), timeout=180)
     assert "fp8" in scenario.status()["engineState"]["failures"], "fp8 is avoided for its back-off"
-    assert scenario.events("VariantRolledBack")
+    scenario.wait("the rollback's Event", lambda: scenario.events("VariantRolledBack"))
 
 
 def test_advise_mode_decides_and_reports_but_never_touches_the_workload(
