@@ -6,7 +6,6 @@ wires both to kopf. Nothing that matters is kept in memory: the engine's state t
 """
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from kubernetes import client
 
@@ -179,6 +178,3 @@ def execute(api: client.ApiClient, spec: InferenceBudgetSpec, workload: Workload
     if decision.replicas != workload.desired_replicas:
         kube.scale(api, workload, decision.replicas)
 
-
-def status_patch(status: InferenceBudgetStatus) -> dict[str, Any]:
-    return status.to_wire()

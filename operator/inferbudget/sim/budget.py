@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -12,11 +11,10 @@ from typing import Any
 
 import yaml
 
+from inferbudget.api.quantity import QuantityError, parse_bytes
 from inferbudget.sim.fleet import FleetProfile, VariantModel
 
 DEFAULT_BUDGET = "llama-3.1-8b-chat.yaml"
-_BINARY_UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
-_DECIMAL_UNITS = {"k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
 
 
 class BudgetError(ValueError):
@@ -143,17 +141,15 @@ def _money(value: Any) -> float | None:
 
 
 def _gib(value: Any) -> float | None:
-    """A Kubernetes quantity (24Gi, 25769803776, 30G) in GiB."""
+    """A Kubernetes quantity (24Gi, 25769803776, 30G) in GiB, by the API server's grammar."""
     if value is None:
         return None
-    if isinstance(value, int | float):
-        return float(value) / 2**30
-    match = re.fullmatch(r"\s*([0-9.]+)\s*([KMGT]i?|k)?\s*", str(value))
-    if match is None:
-        raise BudgetError(f"memory.maxPerReplica {value!r} is not a quantity such as 24Gi")
-    number, unit = float(match.group(1)), match.group(2) or ""
-    factor = _BINARY_UNITS.get(unit) or _DECIMAL_UNITS.get(unit) or 1.0
-    return number * factor / 2**30
+    if isinstance(value, float):
+        return value / 2**30
+    try:
+        return parse_bytes(value if isinstance(value, int) else str(value)) / 2**30
+    except QuantityError:
+        raise BudgetError(f"memory.maxPerReplica {value!r} is not a quantity such as 24Gi") from None
 
 
 def allowed_variants(budget: SimBudget, profile: FleetProfile) -> list[VariantModel]:
