@@ -233,23 +233,30 @@ def _field_managers(deployment: Any) -> set[str]:
 def test_falling_load_scales_down_after_the_window_then_swaps_back_to_quality(
         cluster: Any, namespace: str, operator: Process) -> None:
     scenario = Scenario(cluster, namespace)
-    # bf16 would need 4+ replicas (16.40/h) for this load, over the 13.00 ceiling: fp8 carries it for less.
-    scenario.create(deployment("llama", "fp8", 3, rate=50),
+    # At 80 req/s bf16 (22.5 req/s a replica) would need 4+ replicas (16.40/h), over the 13.00 ceiling: fp8
+    # (33.5 req/s) carries it with 3. At 8 req/s one bf16 replica does.
+    scenario.create(deployment("llama", "fp8", 3, rate=80),
                     budget("llama", "llama", ["bf16", "fp8"], cost={"maxPerHour": "13.00"},
                            policy={"objective": "MaximizeQuality"}))
     scenario.wait("fp8 within budget", lambda: scenario.condition("WithinBudget") == "True", timeout=180)
     dropped = scenario.status()["observed"]["time"]
     scenario.set_load(8)
 
-    scale_down = scenario.wait("a ScaleDown", lambda: scenario.actions("ScaleDown"), timeout=180)[0]
-    assert scale_down["reason"] == "LoadFell"
-    waited = _seconds_between(dropped, scale_down["time"])
-    assert waited >= 20 - CYCLE, f"scaled down {waited}s after the drop, inside the 20 s stabilization window"
+    # Which comes first after the window is a race between two right answers: fp8 scaling down, or the swap to
+    # bf16 (sized for the window's peak). Either must wait for the stabilization window.
+    first = scenario.wait("a ScaleDown or a swap", lambda: [entry for entry in scenario.history()
+                                                            if entry["action"] in ("ScaleDown", "Swap")
+                                                            and entry["time"] >= dropped], timeout=180)[0]
+    waited = _seconds_between(dropped, first["time"])
+    assert waited >= 20 - CYCLE, f"{first['action']} {waited}s after the drop, inside the 20 s window: {first}"
+    if first["action"] == "ScaleDown":
+        assert first["reason"] == "LoadFell", first
     swap = scenario.wait("a swap back to bf16", lambda: [s for s in scenario.actions("Swap")
                                                           if s["variant"] == "bf16"], timeout=180)[0]
     # the better-quality variant now fits the ceiling; it may also be the cheaper fleet (1 bf16 vs 2 fp8 left)
     assert swap["reason"] in ("BetterQualityFits", "CheaperVariant")
     scenario.wait("the bf16 rollout", lambda: _rolled_out(scenario.deployment(), "bf16"))
+    scenario.wait("fewer replicas than at the peak", lambda: scenario.deployment().spec.replicas < 3, timeout=180)
     assert float(scenario.status()["lastDecision"]["predicted"]["costPerHour"]) <= 13.00
 
 

@@ -9,7 +9,9 @@ fleet kept at 90% of capacity teaches a capacity extrapolated from 90%). Scale-d
 of the scale-down window at a capacity SCALE_DOWN_TOLERANCE lower, a dead band that keeps steady load from
 flapping between two counts. The running variant keeps its count anywhere in that band; another
 variant is sized for SWAP_MARGIN more than the top of its band, so that a swap needs a clear advantage and a
-load wandering around the point where two variants cost the same does not swap back and forth.
+load wandering around the point where two variants cost the same does not swap back and forth. Until a whole
+scale-down window has been observed (after a start, a restart or blindness) the running variant keeps its count,
+and another variant must carry at least as much as the running fleet does: a swap is no way round the window.
 
 Budgets. Quality below policy.minQuality and variants in their failure back-off are never options. Each option is
 capped by replicas.max, the cost ceiling and memory.maxTotal; replicas.min is never undercut.
@@ -138,7 +140,8 @@ def plan(spec: InferenceBudgetSpec, observation: Observation, state: EngineState
          may_scale_down: bool) -> Plan | None:
     """Every option and the one to aim for; None when no variant can be sized (nothing known yet)."""
     factor = hint_factor(spec, state, observation.variant)
-    sized = (_option(spec, observation, state, variant, loads, may_scale_down, factor)
+    kept = None if may_scale_down else _carried_now(spec, observation, state, factor)
+    sized = (_option(spec, observation, state, variant, loads, may_scale_down, kept, factor)
              for variant in _candidates(spec, state))
     options = tuple(option for option in sized if option is not None)
     if not options:
@@ -170,21 +173,37 @@ def _candidates(spec: InferenceBudgetSpec, state: EngineState) -> list[Variant]:
     return healthy or good_enough
 
 
+def _carried_now(spec: InferenceBudgetSpec, observation: Observation, state: EngineState,
+                 factor: float) -> float | None:
+    """The load the running fleet can carry: what the fleet keeps until a whole scale-down window has been
+    observed, whatever the variant (None: the running variant's capacity is unknown)."""
+    running = spec.variant(observation.variant) if observation.variant else None
+    if running is None:
+        return None
+    capacity = performance(running, state, spec.latency.threshold_ms / 1000.0, factor).capacity
+    return observation.desired_replicas * capacity if capacity is not None else None
+
+
 def _option(spec: InferenceBudgetSpec, observation: Observation, state: EngineState, variant: Variant,
-            loads: Loads, may_scale_down: bool, factor: float) -> Option | None:
+            loads: Loads, may_scale_down: bool, kept: float | None, factor: float) -> Option | None:
+    """`kept`: the load the running fleet carries, while a whole scale-down window has not been observed yet
+    (no other variant may carry less then: a swap must not shrink the fleet on a first, partial look at the load,
+    as the running variant may not)."""
     running = variant.name == observation.variant
     perf = performance(variant, state, spec.latency.threshold_ms / 1000.0, factor)
     sizing = size(spec, perf, loads)
     if sizing is None and not running:
         return None  # a variant nobody knows the capacity of is not swapped to
-    needed = _needed(sizing, observation.desired_replicas, running, may_scale_down)
+    needed = _needed(sizing, observation.desired_replicas, running, may_scale_down=may_scale_down)
+    if kept is not None and not running and perf.capacity is not None:
+        needed = max(needed, replicas_for(kept, perf.capacity))
     cap = replica_cap(spec, variant, memory_per_replica(variant, observation))
     replicas = max(spec.replicas.min, min(needed, cap))
     return _priced(spec, variant, observation, perf, sizing, replicas, carries_load=needed <= cap,
                    running=running)
 
 
-def _needed(sizing: Sizing | None, current: int, running: bool, may_scale_down: bool) -> int:
+def _needed(sizing: Sizing | None, current: int, running: bool, *, may_scale_down: bool) -> int:
     """Replicas to run: the running variant stays anywhere in its dead band [up, down]; another variant is
     sized for the top of its band plus the swap margin; unknown capacity keeps the current count."""
     if sizing is None:

@@ -50,6 +50,13 @@ def test_no_scale_down_before_a_whole_window_has_been_observed() -> None:
     assert fleet.step(300.0, 3.0).action == "ScaleDown"
 
 
+def test_no_swap_shrinks_the_fleet_before_a_whole_window_has_been_observed() -> None:
+    fleet = Fleet(budget(), replicas=6)  # 6 big carry 24 req/s; a first look at the load sees 2
+    swap = next(d for d in (fleet.step(now, 2.0) for now in range(0, 300, 15)) if d.action == "Swap")
+    assert (swap.variant, swap.replicas) == ("small", 4), swap  # 4 small carry what 6 big did
+    assert fleet.run(300.0, 600.0, 2.0).replicas == 1
+
+
 def test_scale_down_is_capped_per_step() -> None:
     fleet = Fleet(one_variant(policy={"scaleDown": {"maxStepPercent": 50}}), replicas=9)
     fleet.run(0.0, 300.0, rps=3.0)
