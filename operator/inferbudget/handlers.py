@@ -20,7 +20,8 @@ from inferbudget.actuate.workload import Workload, parse_workload, selects
 from inferbudget.api.crd import GROUP, PLURAL, VERSION
 from inferbudget.api.spec import InferenceBudgetSpec
 from inferbudget.api.status import InferenceBudgetStatus
-from inferbudget.metrics.observe import CustomPromQL, Target
+from inferbudget.metrics.observe import BudgetMetrics, CustomPromQL, Target
+from inferbudget.metrics.source import SecretReader, SecretUnreadable, source_of
 from inferbudget.observer import FleetObserver
 from inferbudget.telemetry import OperatorMetrics
 
@@ -33,6 +34,7 @@ class Runtime:
     observer: FleetObserver
     metrics: OperatorMetrics
     cycle_seconds: float
+    secrets: SecretReader  # for spec.prometheus's Secret references
 
 
 def index_workloads(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[tuple[str, str], Workload]:
@@ -64,6 +66,14 @@ def _target(key: str, namespace: str, spec: InferenceBudgetSpec, pods: frozenset
                   container=spec.target_ref.container, custom=custom)
 
 
+async def _metrics(runtime: Runtime, namespace: str, spec: InferenceBudgetSpec, target: Target) -> BudgetMetrics:
+    try:
+        source = await asyncio.to_thread(source_of, namespace, spec.prometheus, runtime.secrets)
+    except SecretUnreadable as error:
+        return BudgetMetrics(problems=(str(error),))
+    return await runtime.observer.metrics_for(target, source)
+
+
 def _write_status(api: client.ApiClient, namespace: str, name: str, status: InferenceBudgetStatus) -> None:
     """Replaces the whole status (a JSON patch `add /status`): a merge patch would keep map keys that the
     engine's state dropped."""
@@ -89,8 +99,7 @@ async def reconcile_budget(namespace: str, name: str, body: kopf.Body, meta: kop
     metrics = None
     if workload is not None and not spec.paused:
         own_pods = frozenset(pod for pod, labels in pods.get(namespace, []) if selects(workload.selector, labels))
-        url = spec.prometheus.url if spec.prometheus else None
-        metrics = await runtime.observer.metrics_for(_target(key, namespace, spec, own_pods), url)
+        metrics = await _metrics(runtime, namespace, spec, _target(key, namespace, spec, own_pods))
     plan = reconcile.plan(spec, status, meta.get("generation"), workload, metrics, conflicts, time.time())
     # The decision is recorded before it is carried out: if the operator dies in between, the restarted one
     # finds it in the status and carries it out once (a repeated decision is not recorded twice).

@@ -12,15 +12,16 @@ from collections.abc import Callable
 
 from inferbudget.metrics.client import PrometheusClient
 from inferbudget.metrics.observe import BudgetMetrics, Target, observe
+from inferbudget.metrics.source import Source
 
 
 class FleetObserver:
-    def __init__(self, client_for: Callable[[str | None], PrometheusClient], cycle_seconds: float,
+    def __init__(self, client_for: Callable[[Source], PrometheusClient], cycle_seconds: float,
                  clock: Callable[[], float] = time.time) -> None:
-        self._client_for = client_for  # Prometheus URL override (or None: the default) -> client
+        self._client_for = client_for
         self._cycle = cycle_seconds
         self._clock = clock
-        self._targets: dict[str, tuple[Target, str | None]] = {}
+        self._targets: dict[str, tuple[Target, Source]] = {}
         self._snapshot: dict[str, BudgetMetrics] = {}
         self._taken_at = float("-inf")
         self._lock = asyncio.Lock()
@@ -29,24 +30,25 @@ class FleetObserver:
         self._targets.pop(key, None)
         self._snapshot.pop(key, None)
 
-    async def metrics_for(self, target: Target, prometheus_url: str | None) -> BudgetMetrics:
-        self._targets[target.key] = (target, prometheus_url)
+    async def metrics_for(self, target: Target, source: Source) -> BudgetMetrics:
+        self._targets[target.key] = (target, source)
         async with self._lock:
             if self._clock() - self._taken_at >= self._cycle * 0.9:
                 await self._refresh()
             elif target.key not in self._snapshot:
-                self._snapshot.update(await self._observe([(target, prometheus_url)]))
+                self._snapshot.update(await self._observe([(target, source)]))
         return self._snapshot[target.key]
 
     async def _refresh(self) -> None:
         self._taken_at = self._clock()
         self._snapshot = await self._observe(list(self._targets.values()))
 
-    async def _observe(self, targets: list[tuple[Target, str | None]]) -> dict[str, BudgetMetrics]:
-        by_source: dict[str | None, list[Target]] = {}
-        for target, url in targets:
-            by_source.setdefault(url, []).append(target)
-        results = await asyncio.gather(*(observe(self._client_for(url), group) for url, group in by_source.items()))
+    async def _observe(self, targets: list[tuple[Target, Source]]) -> dict[str, BudgetMetrics]:
+        by_source: dict[Source, list[Target]] = {}
+        for target, source in targets:
+            by_source.setdefault(source, []).append(target)
+        results = await asyncio.gather(*(observe(self._client_for(source), group)
+                                         for source, group in by_source.items()))
         merged: dict[str, BudgetMetrics] = {}
         for result in results:
             merged.update(result)

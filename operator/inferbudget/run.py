@@ -12,7 +12,9 @@ from kubernetes import client, config
 
 from inferbudget import handlers
 from inferbudget.metrics.client import PrometheusClient
+from inferbudget.metrics.source import Source
 from inferbudget.observer import FleetObserver
+from inferbudget.secrets import SecretCache
 from inferbudget.telemetry import OperatorMetrics, serve_metrics
 
 
@@ -55,6 +57,17 @@ def _prometheus(args: argparse.Namespace) -> PrometheusClient:
     return PrometheusClient(args.prometheus_url, bearer_token=token, ca_bundle=ca)
 
 
+def client_of(source: Source, default: PrometheusClient) -> PrometheusClient:
+    """A client for a budget's own Prometheus settings. The operator's token and CA go only to its own URL: a
+    budget naming another Prometheus gets exactly the credentials it names."""
+    same_place = source.url is None or source.url.rstrip("/") == default.base_url.rstrip("/")
+    return PrometheusClient(
+        source.url or default.base_url,
+        timeout=source.timeout_seconds or default.timeout,
+        bearer_token=source.bearer_token or (default.bearer_token if same_place else None),
+        ca_bundle=source.ca_bundle or (default.ca_bundle if same_place else None))
+
+
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -64,16 +77,20 @@ def run(args: argparse.Namespace) -> int:
     except config.ConfigException:
         config.load_kube_config()  # type: ignore[no-untyped-call]
     default = _prometheus(args)
-    clients: dict[str, PrometheusClient] = {}
+    clients: dict[Source, PrometheusClient] = {}
 
-    def client_for(url: str | None) -> PrometheusClient:
-        if url is None or url == default.base_url:
+    def client_for(source: Source) -> PrometheusClient:
+        if source.is_default:
             return default
-        return clients.setdefault(url, PrometheusClient(url))
+        if source not in clients:
+            clients[source] = client_of(source, default)
+        return clients[source]
 
     metrics = OperatorMetrics()
     serve_metrics(metrics.registry, "0.0.0.0", args.metrics_port)
-    runtime = handlers.Runtime(client.ApiClient(), FleetObserver(client_for, args.interval), metrics, args.interval)
+    api = client.ApiClient()
+    runtime = handlers.Runtime(api, FleetObserver(client_for, args.interval), metrics, args.interval,
+                               SecretCache(api).read)
     registry = kopf.OperatorRegistry()
     handlers.register(registry, args.interval)
 

@@ -19,6 +19,7 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -336,13 +337,24 @@ def allowed(api_client: k8s.ApiClient, verb: str, resource: str, group: str = ""
     return bool(review.status.allowed)
 
 
-def test_the_cluster_role_grants_exactly_the_operators_verbs_everywhere(cluster: Any, namespace: str,
-                                                                        tmp_path: Path) -> None:
+@contextmanager
+def installed_identity(cluster: Any, namespace: str, tmp_path: Path, *values: str) -> Iterator[k8s.ApiClient]:
+    """An API client authenticated as the ServiceAccount of a cluster-wide release installed with `values`."""
     release = release_name()
-    install(cluster, release, namespace, "peering.enabled=true", f"peering.name={release}")
+    install(cluster, release, namespace, *values)
     kubeconfig = token_kubeconfig(cluster, f"{release}-inferbudget", namespace, tmp_path / "sa.kubeconfig")
     api_client = k8s_config.new_client_from_config(config_file=str(kubeconfig))
     try:
+        yield api_client
+    finally:
+        api_client.close()
+        cluster.helm("uninstall", release, "--namespace", namespace, "--wait")
+
+
+def test_the_cluster_role_grants_exactly_the_operators_verbs_everywhere(cluster: Any, namespace: str,
+                                                                        tmp_path: Path) -> None:
+    with installed_identity(cluster, namespace, tmp_path, "peering.enabled=true",
+                            f"peering.name=peers-{namespace}") as api_client:
         for verb, resource, group, subresource in [
                 ("watch", "inferencebudgets", "inferbudget.io", ""), ("patch", "inferencebudgets", "inferbudget.io",
                                                                      "status"),
@@ -358,9 +370,14 @@ def test_the_cluster_role_grants_exactly_the_operators_verbs_everywhere(cluster:
                                       ("delete", "inferencebudgets", "inferbudget.io"), ("get", "configmaps", ""),
                                       ("create", "clusterkopfpeerings", "kopf.dev")]:
             assert not allowed(api_client, verb, resource, group), f"{verb} {group}/{resource} should be refused"
-    finally:
-        api_client.close()
-        cluster.helm("uninstall", release, "--namespace", namespace, "--wait")
+
+
+def test_read_budget_secrets_grants_get_on_secrets_and_nothing_more(cluster: Any, namespace: str,
+                                                                    tmp_path: Path) -> None:
+    with installed_identity(cluster, namespace, tmp_path, "rbac.readBudgetSecrets=true") as api_client:
+        assert allowed(api_client, "get", "secrets")
+        for verb in ("list", "watch", "create", "update", "patch", "delete"):
+            assert not allowed(api_client, verb, "secrets"), f"{verb} secrets should be refused"
 
 
 # --- the dashboard --------------------------------------------------------------------------------------------

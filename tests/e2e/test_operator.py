@@ -12,6 +12,7 @@ import pytest
 from kubernetes import client as k8s
 from prometheus_client.parser import text_string_to_metric_families
 from tests.support import prometheus
+from tests.support.faulty_proxy import FaultyProxy
 from tests.support.processes import Process, inferbudget
 
 pytestmark = pytest.mark.e2e
@@ -379,3 +380,26 @@ def test_advise_mode_decides_and_reports_but_never_touches_the_workload(
     breached = scenario.wait("the latency breach in the metrics", lambda: operator_metric(
         operator, "inferbudget_budget_breached", namespace=namespace, budget="llama", dimension="latency"))
     assert breached == 1
+
+
+def test_a_budget_reads_its_own_prometheus_with_the_token_its_secret_holds(
+        cluster: Any, namespace: str, fleet: Fleet, operator: Process) -> None:
+    proxy = FaultyProxy(fleet.prometheus.url, prometheus.free_port(), bearer="s3cret-token")
+    try:
+        scenario = Scenario(cluster, namespace)
+        source = {"url": proxy.url, "bearerTokenSecretRef": {"name": "prometheus-token", "key": "token"}}
+        scenario.create(deployment("llama", "bf16", 1, rate=5), budget("llama", "llama", ["bf16"], prometheus=source))
+        message = scenario.wait("MetricsAvailable=False naming the Secret", lambda: next(
+            (c["message"] for c in scenario.status().get("conditions", [])
+             if c["type"] == "MetricsAvailable" and c["status"] == "False"), None))
+        assert f"Secret {namespace}/prometheus-token not found" in message, message
+        assert proxy.requests == 0  # never asked without the token the budget names
+        assert scenario.status()["lastDecision"]["action"] == "Hold"
+
+        cluster.core.create_namespaced_secret(namespace, k8s.V1Secret(
+            metadata=k8s.V1ObjectMeta(name="prometheus-token"), string_data={"token": "s3cret-token\n"}))
+        scenario.wait("metrics read through the proxy", lambda: scenario.condition("MetricsAvailable") == "True",
+                      timeout=180)
+        assert proxy.requests > 0 and proxy.unauthorized == 0
+    finally:
+        proxy.stop()

@@ -2,7 +2,8 @@
 
 `mode` picks the answer to the next requests: "pass" (forward), "error" (HTTP 503), "bad-query" (HTTP 400),
 "timeout" (answer after `delay` seconds), "nan" / "inf" (every sample value replaced), "empty" (an empty vector),
-"garbage" (not JSON). Counts every request it sees.
+"garbage" (not JSON). Counts every request it sees. With `bearer`, it answers 401 to a request without that
+token, as a Prometheus behind an authenticating proxy does, and counts those apart.
 """
 
 import json
@@ -14,14 +15,19 @@ from typing import Any
 
 
 class FaultyProxy:
-    def __init__(self, upstream: str, port: int) -> None:
+    def __init__(self, upstream: str, port: int, bearer: str | None = None) -> None:
         self.upstream, self.mode, self.delay, self.requests = upstream.rstrip("/"), "pass", 15.0, 0
+        self.bearer, self.unauthorized = bearer, 0
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 proxy.requests += 1
-                status, body = proxy.answer(self.path)
+                if proxy.bearer is not None and self.headers.get("Authorization") != f"Bearer {proxy.bearer}":
+                    proxy.unauthorized += 1
+                    status, body = 401, b"Unauthorized"
+                else:
+                    status, body = proxy.answer(self.path)
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))

@@ -251,9 +251,11 @@ class PrometheusSource(ApiModel):
     url: Annotated[str, MaxLen(2048)] | None = Field(
         None, description="Prometheus base URL for this budget, overriding the operator's default.")
     bearer_token_secret_ref: SecretKeyRef | None = Field(
-        None, description="Secret key holding a bearer token sent to Prometheus.")
+        None, description="Secret key holding a bearer token sent to Prometheus. The operator must be allowed "
+        "to read Secrets (chart value rbac.readBudgetSecrets).")
     ca_secret_ref: SecretKeyRef | None = Field(
-        None, description="Secret key holding a PEM CA bundle that Prometheus's certificate chains to.")
+        None, description="Secret key holding a PEM CA bundle that Prometheus's certificate chains to. The "
+        "operator must be allowed to read Secrets (chart value rbac.readBudgetSecrets).")
     timeout_seconds: float = Field(10, gt=0, le=120, description="Timeout of one Prometheus query.")
 
     cel_rules = (Cel("!has(self.url) || self.url.matches('^https?://[^/?#]+')",
