@@ -64,11 +64,16 @@ def _target(key: str, namespace: str, spec: InferenceBudgetSpec, pods: frozenset
                   container=spec.target_ref.container, custom=custom)
 
 
-def _write_status(api: client.ApiClient, namespace: str, name: str, status: InferenceBudgetStatus) -> None:
+def write_status(api: client.ApiClient, namespace: str, name: str, status: InferenceBudgetStatus,
+                  resource_version: str | None) -> None:
     """Replaces the whole status (a JSON patch `add /status`): a merge patch would keep map keys that the
-    engine's state dropped."""
+    engine's state dropped. With the resourceVersion the decision was made on, so the API server refuses the
+    write (409 Conflict) when someone else wrote in between, e.g. another replica during a peering handover."""
+    precondition = [{"op": "replace", "path": "/metadata/resourceVersion", "value": resource_version}] \
+        if resource_version else []
     client.CustomObjectsApi(api).patch_namespaced_custom_object_status(
-        GROUP, VERSION, namespace, PLURAL, name, [{"op": "add", "path": "/status", "value": status.to_wire()}],
+        GROUP, VERSION, namespace, PLURAL, name,
+        [*precondition, {"op": "add", "path": "/status", "value": status.to_wire()}],
         _content_type="application/json-patch+json")
 
 
@@ -93,8 +98,15 @@ async def reconcile_budget(namespace: str, name: str, body: kopf.Body, meta: kop
         metrics = await runtime.observer.metrics_for(_target(key, namespace, spec, own_pods), url)
     plan = reconcile.plan(spec, status, meta.get("generation"), workload, metrics, conflicts, time.time())
     # The decision is recorded before it is carried out: if the operator dies in between, the restarted one
-    # finds it in the status and carries it out once (a repeated decision is not recorded twice).
-    await asyncio.to_thread(_write_status, runtime.api, namespace, name, plan.status)
+    # finds it in the status and carries it out once (a repeated decision is not recorded twice). A decision
+    # made on an outdated view of the budget is neither recorded nor carried out: the next cycle decides again.
+    try:
+        await asyncio.to_thread(write_status, runtime.api, namespace, name, plan.status, meta.get("resourceVersion"))
+    except ApiException as error:
+        if error.status != 409:
+            raise
+        logger.info("the budget changed since it was read: deciding again next cycle")
+        return
     if plan.act and plan.decision is not None and workload is not None:
         try:
             await asyncio.to_thread(reconcile.execute, runtime.api, spec, workload, plan.decision)
