@@ -10,6 +10,9 @@ from kubernetes.client.exceptions import ApiException
 from tests.support.processes import Process
 from tests.support.scenario import CYCLE, VARIANTS, Scenario, budget, deployment, operator_metric, rolled_out
 
+from inferbudget.actuate import kube
+from inferbudget.api.spec import TargetRef, Variant
+
 pytestmark = pytest.mark.e2e
 KOPF_FINALIZER = "kopf.zalando.org/KopfFinalizerMarker"
 HANDLER_FAILED = "failed with an exception"  # kopf's log line when a handler raises
@@ -104,6 +107,28 @@ def test_budget_deleted_during_a_swap_leaves_the_swap_whole_and_the_baseline_for
     restored = scenario.deployment().spec.template.spec.containers[0]
     assert (restored.image, restored.resources.limits) == (original.image, original.resources.limits)
     assert operator.running and HANDLER_FAILED not in operator.log.read_text()
+
+
+def test_a_change_decided_for_a_deleted_object_is_refused_on_the_one_created_again(
+        cluster: Any, namespace: str) -> None:
+    """A view a moment old (the watch has not delivered the deletion yet) must not act on the new object."""
+    cluster.apps.create_namespaced_deployment(namespace, deployment("llama", "bf16", 1, rate=5))
+    stale = kube.read_workload(cluster.api_client, namespace, TargetRef(name="llama"))
+    assert stale is not None
+    cluster.apps.delete_namespaced_deployment("llama", namespace)
+    cluster.wait_until("the Deployment to be gone", lambda: not cluster.apps.list_namespaced_deployment(
+        namespace).items)
+    cluster.apps.create_namespaced_deployment(namespace, deployment("llama", "bf16", 1, rate=5))
+    fp8 = Variant.model_validate(dict(VARIANTS["fp8"], container={"image": "vllm/vllm-openai:v0.10.1-fp8"}))
+
+    with pytest.raises(ApiException) as scale:
+        kube.scale(cluster.api_client, stale, 4)
+    with pytest.raises(ApiException) as swap:
+        kube.apply_variant(cluster.api_client, stale, fp8, "server", 4)
+    assert (scale.value.status, swap.value.status) == (409, 422), (scale.value.reason, swap.value.reason)
+    live = cluster.apps.read_namespaced_deployment("llama", namespace)
+    assert (live.spec.replicas, live.metadata.generation) == (1, 1), "the new object is untouched"
+    assert not (live.metadata.annotations or {}).get("inferbudget.io/baseline")
 
 
 def _ready_reason(scenario: Scenario) -> str | None:
