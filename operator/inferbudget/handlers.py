@@ -8,7 +8,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import kopf
 from kubernetes import client
@@ -74,12 +74,56 @@ async def _metrics(runtime: Runtime, namespace: str, spec: InferenceBudgetSpec, 
     return await runtime.observer.metrics_for(target, source)
 
 
-def _write_status(api: client.ApiClient, namespace: str, name: str, status: InferenceBudgetStatus) -> None:
+def write_status(api: client.ApiClient, namespace: str, name: str, status: InferenceBudgetStatus,
+                 resource_version: str | None) -> None:
     """Replaces the whole status (a JSON patch `add /status`): a merge patch would keep map keys that the
-    engine's state dropped."""
+    engine's state dropped. With the resourceVersion the decision was made on, so the API server refuses the
+    write (409 Conflict) when someone else wrote in between, e.g. another replica during a peering handover."""
+    precondition = [{"op": "replace", "path": "/metadata/resourceVersion", "value": resource_version}] \
+        if resource_version else []
     client.CustomObjectsApi(api).patch_namespaced_custom_object_status(
-        GROUP, VERSION, namespace, PLURAL, name, [{"op": "add", "path": "/status", "value": status.to_wire()}],
+        GROUP, VERSION, namespace, PLURAL, name,
+        [*precondition, {"op": "add", "path": "/status", "value": status.to_wire()}],
         _content_type="application/json-patch+json")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The budget as a decision was made on it."""
+
+    status: InferenceBudgetStatus
+    generation: int | None
+    resource_version: str | None
+
+
+async def record_status(api: client.ApiClient, namespace: str, name: str, status: InferenceBudgetStatus,
+                        read: Snapshot) -> bool:
+    """Writes the status on the budget as it was read; False, writing nothing, when its spec or status has changed
+    since (a user's edit, another replica's decision). A change of metadata only (kopf adding its finalizer to a
+    new budget) does not make the decision outdated: the status is then written on the fresh version."""
+    if await _written(api, namespace, name, status, read.resource_version):
+        return True
+    fresh = await asyncio.to_thread(_read_budget, api, namespace, name)
+    unchanged = (fresh["metadata"].get("generation") == read.generation
+                 and InferenceBudgetStatus.model_validate(fresh.get("status") or {}) == read.status)
+    return unchanged and await _written(api, namespace, name, status, fresh["metadata"]["resourceVersion"])
+
+
+async def _written(api: client.ApiClient, namespace: str, name: str, status: InferenceBudgetStatus,
+                   resource_version: str | None) -> bool:
+    """write_status, False on a conflict."""
+    try:
+        await asyncio.to_thread(write_status, api, namespace, name, status, resource_version)
+    except ApiException as error:
+        if error.status != 409:
+            raise
+        return False
+    return True
+
+
+def _read_budget(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
+    return cast(dict[str, Any], client.CustomObjectsApi(api).get_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, name))
 
 
 async def reconcile_budget(namespace: str, name: str, body: kopf.Body, meta: kopf.Meta, memo: kopf.Memo,
@@ -89,8 +133,10 @@ async def reconcile_budget(namespace: str, name: str, body: kopf.Body, meta: kop
                            scaledobjects: kopf.Index[str, tuple[str, str, str]], **_: Any) -> None:
     runtime: Runtime = memo["runtime"]
     started, key = time.monotonic(), f"{namespace}/{name}"
+    # One snapshot of the budget: `body` is a live view, which watch events update while this reconcile awaits.
     spec = InferenceBudgetSpec.model_validate(dict(body["spec"]))
     status = InferenceBudgetStatus.model_validate(dict(body.get("status") or {}))
+    generation, version = meta.get("generation"), meta.get("resourceVersion")
     ref = spec.target_ref
     workload = next(iter(workloads.get((namespace, ref.name), [])), None) if ref.kind == "Deployment" else \
         await asyncio.to_thread(kube.read_workload, runtime.api, namespace, ref)
@@ -100,10 +146,13 @@ async def reconcile_budget(namespace: str, name: str, body: kopf.Body, meta: kop
     if workload is not None and not spec.paused:
         own_pods = frozenset(pod for pod, labels in pods.get(namespace, []) if selects(workload.selector, labels))
         metrics = await _metrics(runtime, namespace, spec, _target(key, namespace, spec, own_pods))
-    plan = reconcile.plan(spec, status, meta.get("generation"), workload, metrics, conflicts, time.time())
+    plan = reconcile.plan(spec, status, generation, workload, metrics, conflicts, time.time())
     # The decision is recorded before it is carried out: if the operator dies in between, the restarted one
-    # finds it in the status and carries it out once (a repeated decision is not recorded twice).
-    await asyncio.to_thread(_write_status, runtime.api, namespace, name, plan.status)
+    # finds it in the status and carries it out once (a repeated decision is not recorded twice). A decision
+    # made on an outdated view of the budget is neither recorded nor carried out: the next cycle decides again.
+    if not await record_status(runtime.api, namespace, name, plan.status, Snapshot(status, generation, version)):
+        logger.info("the budget's spec or status changed since it was read: deciding again next cycle")
+        return
     if plan.act and plan.decision is not None and workload is not None:
         try:
             await asyncio.to_thread(reconcile.execute, runtime.api, spec, workload, plan.decision)

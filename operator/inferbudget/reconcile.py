@@ -77,19 +77,39 @@ def plan(spec: InferenceBudgetSpec, status: InferenceBudgetStatus, generation: i
         paused = _conditions(status, now, generation, ("Ready", "False", "Paused", "spec.paused is true"))
         return Plan(paused)
     if workload is None:
-        missing = f"{spec.target_ref.kind} {spec.target_ref.name} not found in this namespace"
+        missing = (f"{spec.target_ref.kind} {spec.target_ref.name} not found in this namespace: nothing is "
+                   f"changed until it exists again")
         updated = _conditions(status, now, generation, ("Ready", "False", "TargetNotFound", missing))
-        events = [Event("TargetNotFound", missing, warning=True)] if _transitioned(status, updated, "Ready") else []
+        events = [Event("TargetNotFound", missing, warning=True)] if _reason(status, "Ready") != "TargetNotFound" \
+            else []
         return Plan(updated, events=events)
     return _decide(spec, status, generation, workload, metrics, conflicts, now)
 
 
-def _decide(spec: InferenceBudgetSpec, status: InferenceBudgetStatus, generation: int | None,
-            workload: Workload, metrics: BudgetMetrics | None, conflicts: list[str], now: float) -> Plan:
+def _reason(status: InferenceBudgetStatus, type_: str) -> str | None:
+    return next((c.reason for c in status.conditions if c.type == type_), None)
+
+
+def _engine_state(status: InferenceBudgetStatus, workload: Workload) -> tuple[EngineState, Event | None]:
+    """The engine's state for this workload, and an Event when the workload is another object than the one the
+    state was about (deleted and created again under the same name: a new uid)."""
     try:
         state = EngineState.from_json(status.engine_state)
     except ValueError:
         state = EngineState()  # unreadable (an older format): a fresh state is the cautious one
+    if not workload.uid:
+        return state, None
+    fresh = state.for_target(workload.uid)
+    if state.target in (None, workload.uid):
+        return fresh, None
+    return fresh, Event("TargetReplaced", f"{workload.kind} {workload.name} was deleted and created again (uid "
+                        f"{state.target} -> {workload.uid}): resuming on the new object with what was learned "
+                        f"about the variants; its rollout, window and cooldown bookkeeping starts afresh")
+
+
+def _decide(spec: InferenceBudgetSpec, status: InferenceBudgetStatus, generation: int | None,
+            workload: Workload, metrics: BudgetMetrics | None, conflicts: list[str], now: float) -> Plan:
+    state, replaced = _engine_state(status, workload)
     observation = observation_of(workload, metrics)
     decision, state = decide(spec, observation, state, now)
     figures = report.Figures(observation.latency_ms, observation.memory_per_replica_bytes,
@@ -121,7 +141,8 @@ def _decide(spec: InferenceBudgetSpec, status: InferenceBudgetStatus, generation
          f"rolling out {workload.variant}" if workload.rollout_in_progress else "no rollout under way"),
     )
     act = spec.mode == "Enforce" and decision.changes_workload and not conflicts
-    return Plan(updated, decision, act, _events(spec, status, updated, decision, act, conflicts), figures)
+    events = _events(spec, status, updated, decision, act, conflicts)
+    return Plan(updated, decision, act, [replaced, *events] if replaced else events, figures)
 
 
 def _feasible(decision: Decision) -> tuple[str, str, str, str]:
@@ -167,14 +188,15 @@ def _new_advice(before: InferenceBudgetStatus, decision: Decision) -> bool:
 
 
 def execute(api: client.ApiClient, spec: InferenceBudgetSpec, workload: Workload, decision: Decision) -> None:
-    """Carries out a decision that changes the workload: a swap (with its replica count), or a scale."""
+    """Carries out a decision that changes the workload: a swap (with its replica count, in one write), or a
+    scale."""
     if decision.action == "Swap" and decision.variant is not None:
         variant = spec.variant(decision.variant)
         container = workload.container_name(spec.target_ref.container)
         if variant is None or container is None:
             raise kube.UnsupportedTarget(f"cannot swap to {decision.variant}: container "
                                          f"{spec.target_ref.container or '(first)'} not in {workload.name}")
-        kube.apply_variant(api, workload, variant, container)
-    if decision.replicas != workload.desired_replicas:
+        kube.apply_variant(api, workload, variant, container, decision.replicas)
+    elif decision.replicas != workload.desired_replicas:
         kube.scale(api, workload, decision.replicas)
 

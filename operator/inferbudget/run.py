@@ -48,6 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--priority", type=int, default=int(_env("PRIORITY", "0")),
                         help="peering priority (the highest active replica acts); 0 picks a random one "
                              "[$INFERBUDGET_PRIORITY]")
+    parser.add_argument("--peering-lifetime", type=int, default=int(_env("PEERING_LIFETIME_SECONDS", "60")),
+                        help="seconds a replica's peering keep-alive stays valid: a standby takes over from an "
+                             "active replica that died without a clean exit within this time plus one interval "
+                             "[$INFERBUDGET_PEERING_LIFETIME_SECONDS; default %(default)s]")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
 
 
@@ -97,6 +101,9 @@ def run(args: argparse.Namespace) -> int:
     def configure(settings: kopf.OperatorSettings, **_: object) -> None:
         # Watching listed namespaces needs no namespace scanning (nor the cluster-wide RBAC it would take).
         settings.scanning.disabled = bool(args.namespaces)
+        # A standby replica resumes when the active one's keep-alive expires (a clean exit withdraws it at
+        # once): the lifetime bounds the takeover after a crash.
+        settings.peering.lifetime = args.peering_lifetime
 
     kopf.on.startup(registry=registry)(configure)
     kopf.run(

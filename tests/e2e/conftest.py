@@ -23,6 +23,9 @@ from typing import Any, TypeVar
 import pytest
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
+from tests.support import prometheus
+from tests.support.processes import Process, inferbudget
+from tests.support.scenario import CYCLE, Fleet
 from tests.support.scripts import load_script, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -141,3 +144,59 @@ def namespace(cluster: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
                            for sa in cluster.core.list_namespaced_service_account(name).items))
     yield name
     cluster.core.delete_namespace(name)
+
+
+# --- the operator against the cluster: the CRD, the twin and Prometheus, operator processes ---------------
+
+
+@pytest.fixture(scope="module")
+def crd(cluster: Any) -> None:
+    cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
+    cluster.wait_until("the CRD to be Established", lambda: "True" in cluster.kubectl(
+        "get", "crd/inferencebudgets.inferbudget.io", "-o",
+        "jsonpath={.status.conditions[?(@.type=='Established')].status}", check=False).stdout)
+
+
+@pytest.fixture(scope="module")
+def fleet(cluster: Any, crd: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    work = tmp_path_factory.mktemp("fleet")
+    trace = work / "constant.csv"  # every request 1000 tokens in, 100 out: loads are set per Deployment
+    trace.write_text("timestamp_s,input_tokens,output_tokens\n" +
+                     "".join(f"{i / 10},1000,100\n" for i in range(600)))
+    port = prometheus.free_port()
+    twin = Process(inferbudget("twin", "--trace", str(trace), "--port", str(port), "--tick", "0.5"),
+                   work / "twin.log", {"KUBECONFIG": str(cluster.kubeconfig)}).start()
+    server = prometheus.start(work / "prometheus")
+    server.scrape(f"127.0.0.1:{port}")
+    yield Fleet(server, twin)
+    twin.stop()
+    server.stop()
+
+
+@pytest.fixture
+def start_operator(cluster: Any, fleet: Fleet, namespace: str, tmp_path: Path) -> Iterator[Any]:
+    """Starts the operator as its own process for this test's namespace (stopped at the end)."""
+    started: list[Process] = []
+
+    def start(prometheus_url: str | None = None, *extra: str) -> Process:
+        """`extra`: more flags of `inferbudget run` (peering, say). Each process logs to its own file."""
+        metrics_port = prometheus.free_port()
+        process = Process(
+            [*inferbudget("run"), "--namespace", namespace, "--interval", str(CYCLE),
+             "--prometheus-url", prometheus_url or fleet.prometheus.url,
+             "--metrics-port", str(metrics_port), "--health-port", str(prometheus.free_port()), *extra],
+            tmp_path / f"operator-{len(started)}.log", {"KUBECONFIG": str(cluster.kubeconfig)}).start()
+        process.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+        print(f"operator log: {process.log}\n{process.tail()}")
+
+
+@pytest.fixture
+def operator(start_operator: Any) -> Process:
+    process: Process = start_operator()
+    return process

@@ -5,7 +5,8 @@ from typing import Any
 from inferbudget import report
 from inferbudget.actuate.workload import Workload
 from inferbudget.api.spec import InferenceBudgetSpec
-from inferbudget.api.status import InferenceBudgetStatus
+from inferbudget.api.status import InferenceBudgetStatus, LearnedVariant
+from inferbudget.engine.state import EngineState
 from inferbudget.metrics.observe import BudgetMetrics
 from inferbudget.reconcile import Plan, plan
 
@@ -21,12 +22,12 @@ def spec(**overrides: Any) -> InferenceBudgetSpec:
         **overrides})
 
 
-def workload(replicas: int = 2, ready: int | None = None) -> Workload:
+def workload(replicas: int = 2, ready: int | None = None, uid: str = "") -> Workload:
     ready = replicas if ready is None else ready
     return Workload(kind="Deployment", namespace="serving", name="llama", generation=1, observed_generation=1,
                     desired_replicas=replicas, total_replicas=replicas, ready_replicas=ready,
                     updated_replicas=replicas, available_replicas=ready, variant="bf16",
-                    selector={"app": "llama"}, containers=("server",), deadline_exceeded_at=None)
+                    selector={"app": "llama"}, containers=("server",), deadline_exceeded_at=None, uid=uid)
 
 
 def metrics(rps: float, latency_ms: float) -> BudgetMetrics:
@@ -55,6 +56,32 @@ def test_missing_target_is_reported_once() -> None:
     assert [e.reason for e in first.events] == ["TargetNotFound"]
     again = run(spec(), first.status, workload=None, now=NOW + 15)
     assert again.events == [], "an unchanged condition is not announced again"
+
+
+def test_a_missing_target_is_reported_whatever_made_the_budget_not_ready_before() -> None:
+    paused = run(spec(paused=True))
+    missing = run(spec(), paused.status, workload=None, now=NOW + 15)
+    assert [e.reason for e in missing.events] == ["TargetNotFound"]
+    assert missing.decision is None and not missing.act, "no decision, no action on a missing target"
+
+
+def test_a_target_created_again_is_announced_and_its_bookkeeping_starts_afresh() -> None:
+    budget = spec()
+    learned = {"bf16": LearnedVariant(requests_per_second_per_replica=7.0, samples=9)}
+    before = InferenceBudgetStatus(engine_state=EngineState(learned=learned).to_json())
+    first = run(budget, before, workload=workload(uid="uid-1"))
+    assert first.status.engine_state and first.status.engine_state["target"] == "uid-1"
+    assert "TargetReplaced" not in [e.reason for e in first.events], "the first object seen is no news"
+    gone = run(budget, first.status, workload=None, now=NOW + 15)
+    back = run(budget, gone.status, workload=workload(uid="uid-2"), now=NOW + 30)
+    replaced = [e for e in back.events if e.reason == "TargetReplaced"]
+    assert len(replaced) == 1 and "uid-1 -> uid-2" in replaced[0].message and not replaced[0].warning
+    state = back.status.engine_state or {}
+    assert state["target"] == "uid-2" and state["observingSince"] == NOW + 30, "a whole window is observed again"
+    assert back.status.learned["bf16"].samples >= 9, "what was learned about the variants is kept"
+    assert conditions(back)["Ready"] == "True"
+    again = run(budget, back.status, workload=workload(uid="uid-2"), now=NOW + 45)
+    assert "TargetReplaced" not in [e.reason for e in again.events]
 
 
 def test_overload_in_enforce_mode_acts_and_says_why() -> None:

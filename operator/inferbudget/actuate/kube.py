@@ -40,17 +40,27 @@ def read_workload(api: client.ApiClient, namespace: str, ref: TargetRef) -> Work
     return parse_workload(body)
 
 
+def _same_object(workload: Workload) -> dict[str, Any]:
+    """Patch metadata that makes the API server refuse the write when the object by that name is no longer the
+    one the decision was about (deleted and created again: a new uid), so a stale view never acts on it."""
+    return {"uid": workload.uid} if workload.uid else {}
+
+
 def scale(api: client.ApiClient, workload: Workload, replicas: int) -> None:
     """Sets the replica count through the scale subresource, as the HPA does."""
     apps = client.AppsV1Api(api)
     _method(apps, "patch", workload.kind, "_scale")(
-        workload.name, workload.namespace, {"spec": {"replicas": replicas}}, field_manager=FIELD_MANAGER)
+        workload.name, workload.namespace, {"metadata": _same_object(workload), "spec": {"replicas": replicas}},
+        field_manager=FIELD_MANAGER)
 
 
-def apply_variant(api: client.ApiClient, workload: Workload, variant: Variant, container: str) -> None:
-    """Rewrites the container as the variant runs it (read fresh: the swap needs the container as it is)."""
+def apply_variant(api: client.ApiClient, workload: Workload, variant: Variant, container: str,
+                  replicas: int) -> None:
+    """Rewrites the container as the variant runs it, and the replica count, in one patch (read fresh: the swap
+    needs the container as it is)."""
     apps = client.AppsV1Api(api)
     current = api.sanitize_for_serialization(  # type: ignore[no-untyped-call]
         _method(apps, "read", workload.kind)(workload.name, workload.namespace))
-    _method(apps, "patch", workload.kind)(
-        workload.name, workload.namespace, swap_patch(current, variant, container), field_manager=FIELD_MANAGER)
+    patch = swap_patch(current, variant, container, replicas)
+    patch["metadata"].update(_same_object(workload))
+    _method(apps, "patch", workload.kind)(workload.name, workload.namespace, patch, field_manager=FIELD_MANAGER)

@@ -52,9 +52,12 @@ def container_for(baseline: dict[str, Any], variant: Variant) -> dict[str, Any]:
     return fields
 
 
-def swap_patch(deployment: dict[str, Any], variant: Variant, container: str) -> dict[str, Any]:
-    """A strategic merge patch that makes `container` run `variant`, replacing (not merging into) env and
-    resources, and clearing args the variant's container does not have."""
+def swap_patch(deployment: dict[str, Any], variant: Variant, container: str, replicas: int) -> dict[str, Any]:
+    """A strategic merge patch that makes `container` run `variant` on `replicas` replicas, replacing (not
+    merging into) env and resources, and clearing args the variant's container does not have.
+
+    One patch, so a swap is applied whole or not at all: an operator that dies, or a budget deleted, half-way
+    through cannot leave the new template with the old replica count (or the baseline unrecorded)."""
     baseline = baseline_of(deployment, container)
     fields = container_for(baseline, variant)
     entry: dict[str, Any] = {"name": container, "args": fields.get("args")}
@@ -64,7 +67,7 @@ def swap_patch(deployment: dict[str, Any], variant: Variant, container: str) -> 
     entry["resources"] = {**fields.get("resources", {}), "$patch": "replace"}
     return {
         "metadata": {"annotations": {MANAGED_BY_KEY: "inferbudget", BASELINE_KEY: json.dumps(baseline)}},
-        "spec": {"template": {
+        "spec": {"replicas": replicas, "template": {
             "metadata": {"labels": {VARIANT_KEY: variant.name}, "annotations": {VARIANT_KEY: variant.name}},
             "spec": {"containers": [entry]},
         }},

@@ -59,6 +59,7 @@ class PredictionRecord(ApiModel):
 
 class EngineState(ApiModel):
     version: Literal[1] = 1
+    target: str | None = None  # uid of the workload the bookkeeping below is about (None: not recorded yet)
     observing_since: float | None = None  # first cycle with trustworthy metrics (windows are complete after it)
     last_cycle_at: float | None = None
     cycle_seconds: float | None = None  # time between the last two cycles
@@ -73,6 +74,19 @@ class EngineState(ApiModel):
     fits: dict[str, LatencyFit] = Field(default_factory=dict)
     blind_since: float | None = None  # metrics missing or stale since then
     last_prediction: PredictionRecord | None = None
+
+    def for_target(self, uid: str) -> "EngineState":
+        """The state to decide about the workload with this uid.
+
+        A workload deleted and created again under the same name is a new object: its fleet, rollouts, swaps,
+        windows and trend say nothing about the old one's, so that bookkeeping starts afresh (cautiously: a
+        whole window is observed again before any scale-down, and no swap cooldown is inherited). What was
+        learned about the variants (capacity, the latency fits, failed rollouts within their back-off) is
+        about the model and the hardware, not the object, and is kept."""
+        if self.target in (None, uid):
+            return self.model_copy(update={"target": uid})
+        return EngineState(target=uid, learned=self.learned, fits=self.fits, failures=self.failures,
+                           cycle_seconds=self.cycle_seconds)
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON data for status.engineState."""

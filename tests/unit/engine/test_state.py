@@ -66,3 +66,25 @@ def test_the_state_stays_small_over_a_long_run() -> None:
     for t in range(2000):
         _, state = decide(spec, seen(5.0 + t % 7, at=t * 15.0, replicas=3), state, t * 15.0)
     assert len(json.dumps(state.to_json())) < 8000
+
+
+def test_a_new_target_object_keeps_the_lessons_about_variants_and_drops_the_old_objects_bookkeeping() -> None:
+    spec = budget()
+    state = EngineState().for_target("uid-1")
+    for t in range(40):
+        _, state = decide(spec, seen(3.0 + t, at=t * 15.0, replicas=3), state, t * 15.0)
+    state = state.model_copy(update={"failures": {"small": 500.0}, "last_swap_at": 550.0})
+    assert state.fleet is not None and state.observing_since is not None and state.learned
+
+    assert state.for_target("uid-1") == state, "the same object: nothing changes"
+    fresh = state.for_target("uid-2")
+    assert fresh.target == "uid-2"
+    assert (fresh.learned, fresh.fits, fresh.failures) == (state.learned, state.fits, state.failures)
+    assert (fresh.fleet, fresh.observing_since, fresh.last_swap_at, fresh.preferred) == (None, None, None, None)
+    assert (fresh.rates, fresh.window, fresh.starting_since, fresh.last_prediction) == ((), (), None, None)
+
+
+def test_a_state_saved_before_targets_were_recorded_adopts_the_target_as_it_is() -> None:
+    _, state = decide(budget(), seen(3.0, at=0.0), EngineState(), 0.0)
+    assert state.target is None
+    assert state.for_target("uid-1") == state.model_copy(update={"target": "uid-1"})
