@@ -1,7 +1,9 @@
 """kopf wiring only: indexes of the objects a reconcile reads, and the per-budget timer that runs it.
 
 Each timer tick is observe -> decide -> act -> report (reconcile.py); the status, the engine's state
-included, is written back with one JSON patch so that nothing lives only in this process.
+included, is written back with one JSON patch so that nothing lives only in this process. That write is
+conditional on the budget's resourceVersion: a decision is only ever made from, and recorded over, the status
+as it is (see _decide_and_record), and nothing is acted on unless its decision is recorded.
 """
 
 import asyncio
@@ -11,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import kopf
+import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -20,7 +23,7 @@ from inferbudget.actuate.workload import Workload, parse_workload, selects
 from inferbudget.api.crd import GROUP, PLURAL, VERSION
 from inferbudget.api.spec import InferenceBudgetSpec
 from inferbudget.api.status import InferenceBudgetStatus
-from inferbudget.metrics.observe import CustomPromQL, Target
+from inferbudget.metrics.observe import BudgetMetrics, CustomPromQL, Target
 from inferbudget.observer import FleetObserver
 from inferbudget.telemetry import OperatorMetrics
 
@@ -64,12 +67,65 @@ def _target(key: str, namespace: str, spec: InferenceBudgetSpec, pods: frozenset
                   container=spec.target_ref.container, custom=custom)
 
 
-def _write_status(api: client.ApiClient, namespace: str, name: str, status: InferenceBudgetStatus) -> None:
-    """Replaces the whole status (a JSON patch `add /status`): a merge patch would keep map keys that the
-    engine's state dropped."""
+# The API server did not answer: refused or reset connections (it restarts), timeouts (it or etcd hangs).
+UNREACHABLE = (urllib3.exceptions.HTTPError,)
+CONFLICT_ATTEMPTS = 3  # plans per cycle when another writer keeps changing the budget; then the next cycle
+
+
+def _brief(error: Exception) -> str:
+    """The API server's answer, or what stopped the request (urllib3 wraps it: refused, reset, timed out)."""
+    if isinstance(error, ApiException):
+        return f"{error.status} {error.reason}"
+    cause = getattr(error, "reason", None)  # MaxRetryError says why in .reason
+    return f"{type(error).__name__}: {cause or error}"[:300]
+
+
+def _write_status(api: client.ApiClient, namespace: str, name: str, status: InferenceBudgetStatus,
+                  resource_version: str) -> None:
+    """Replaces the whole status (a JSON patch `add /status`: a merge patch would keep map keys that the
+    engine's state dropped), only if the budget is still at `resource_version`: else 409 Conflict."""
     client.CustomObjectsApi(api).patch_namespaced_custom_object_status(
-        GROUP, VERSION, namespace, PLURAL, name, [{"op": "add", "path": "/status", "value": status.to_wire()}],
+        GROUP, VERSION, namespace, PLURAL, name,
+        [{"op": "replace", "path": "/metadata/resourceVersion", "value": resource_version},
+         {"op": "add", "path": "/status", "value": status.to_wire()}],
         _content_type="application/json-patch+json")
+
+
+def _read_budget(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
+    budget = client.CustomObjectsApi(api).get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    assert isinstance(budget, dict)  # a custom object comes back as the JSON it is
+    return budget
+
+
+async def _decide_and_record(api: client.ApiClient, spec: InferenceBudgetSpec, body: dict[str, Any],
+                             workload: Workload | None, metrics: BudgetMetrics | None, conflicts: list[str],
+                             logger: logging.Logger | kopf.ObjectLogger) -> reconcile.Plan | None:
+    """Plans from the budget as last seen and records the plan in its status, on condition that nobody wrote
+    the budget since: a write from an older copy would drop another writer's fields (its own conditions) or
+    roll back this operator's last decision. On 409 Conflict it reads the budget again and plans again from
+    what is there now; None (nothing recorded, so nothing to act on) when the spec changed meanwhile or the
+    budget kept changing."""
+    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    generation = body["metadata"].get("generation")
+    for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+        status = InferenceBudgetStatus.model_validate(dict(body.get("status") or {}))
+        plan = reconcile.plan(spec, status, generation, workload, metrics, conflicts, time.time())
+        try:
+            await asyncio.to_thread(_write_status, api, namespace, name, plan.status,
+                                    body["metadata"]["resourceVersion"])
+            return plan
+        except ApiException as error:
+            if error.status != 409:
+                raise
+        body = await asyncio.to_thread(_read_budget, api, namespace, name)
+        if body["metadata"].get("generation") != generation:
+            logger.info("the spec changed while deciding (409 Conflict): deciding on the new spec next cycle")
+            return None
+        logger.info(f"the budget's status changed since it was read (409 Conflict, attempt {attempt}): "
+                    "deciding again from the status as it is now")
+    logger.warning(f"the budget's status kept changing ({CONFLICT_ATTEMPTS} conflicts): nothing recorded or "
+                   "done this cycle")
+    return None
 
 
 async def reconcile_budget(namespace: str, name: str, body: kopf.Body, meta: kopf.Meta, memo: kopf.Memo,
@@ -80,26 +136,34 @@ async def reconcile_budget(namespace: str, name: str, body: kopf.Body, meta: kop
     runtime: Runtime = memo["runtime"]
     started, key = time.monotonic(), f"{namespace}/{name}"
     spec = InferenceBudgetSpec.model_validate(dict(body["spec"]))
-    status = InferenceBudgetStatus.model_validate(dict(body.get("status") or {}))
     ref = spec.target_ref
-    workload = next(iter(workloads.get((namespace, ref.name), [])), None) if ref.kind == "Deployment" else \
-        await asyncio.to_thread(kube.read_workload, runtime.api, namespace, ref)
-    others = [*hpas.get(namespace, []), *scaledobjects.get(namespace, [])]
-    conflicts = [label for label, kind, target in others if kind == ref.kind and target == ref.name]
-    metrics = None
-    if workload is not None and not spec.paused:
-        own_pods = frozenset(pod for pod, labels in pods.get(namespace, []) if selects(workload.selector, labels))
-        url = spec.prometheus.url if spec.prometheus else None
-        metrics = await runtime.observer.metrics_for(_target(key, namespace, spec, own_pods), url)
-    plan = reconcile.plan(spec, status, meta.get("generation"), workload, metrics, conflicts, time.time())
-    # The decision is recorded before it is carried out: if the operator dies in between, the restarted one
-    # finds it in the status and carries it out once (a repeated decision is not recorded twice).
-    await asyncio.to_thread(_write_status, runtime.api, namespace, name, plan.status)
+    try:
+        workload = next(iter(workloads.get((namespace, ref.name), [])), None) if ref.kind == "Deployment" else \
+            await asyncio.to_thread(kube.read_workload, runtime.api, namespace, ref)
+        others = [*hpas.get(namespace, []), *scaledobjects.get(namespace, [])]
+        conflicts = [label for label, kind, target in others if kind == ref.kind and target == ref.name]
+        metrics = None
+        if workload is not None and not spec.paused:
+            own_pods = frozenset(pod for pod, labels in pods.get(namespace, [])
+                                 if selects(workload.selector, labels))
+            url = spec.prometheus.url if spec.prometheus else None
+            metrics = await runtime.observer.metrics_for(_target(key, namespace, spec, own_pods), url)
+        # The decision is recorded before it is carried out: if the operator dies in between, the restarted one
+        # finds it in the status and carries it out once (a repeated decision is not recorded twice).
+        plan = await _decide_and_record(runtime.api, spec, dict(body), workload, metrics, conflicts, logger)
+    except (ApiException, *UNREACHABLE) as error:
+        if isinstance(error, ApiException) and error.status < 500:
+            raise
+        logger.warning(f"the API server did not answer ({_brief(error)}): nothing recorded or done this cycle; "
+                       "trying again next cycle")
+        return
+    if plan is None:
+        return
     if plan.act and plan.decision is not None and workload is not None:
         try:
             await asyncio.to_thread(reconcile.execute, runtime.api, spec, workload, plan.decision)
-        except (ApiException, kube.UnsupportedTarget) as error:
-            problem = getattr(error, "reason", None) or str(error)
+        except (ApiException, kube.UnsupportedTarget, *UNREACHABLE) as error:
+            problem = _brief(error) if isinstance(error, (ApiException, *UNREACHABLE)) else str(error)
             plan.events = [reconcile.Event("ActionFailed", f"{plan.decision.action} failed: {problem}", True)]
             logger.warning(f"{plan.decision.action} failed: {problem}")
     for event in plan.events:

@@ -8,9 +8,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import kopf
-from kubernetes import client, config
+from kubernetes import config
 
 from inferbudget import handlers
+from inferbudget.actuate import kube
 from inferbudget.metrics.client import PrometheusClient
 from inferbudget.observer import FleetObserver
 from inferbudget.telemetry import OperatorMetrics, serve_metrics
@@ -39,6 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="port of the operator's own /metrics [$INFERBUDGET_METRICS_PORT; default %(default)s]")
     parser.add_argument("--health-port", type=int, default=int(_env("HEALTH_PORT", "8081")),
                         help="port of the liveness endpoint /healthz [$INFERBUDGET_HEALTH_PORT; "
+                             "default %(default)s]")
+    parser.add_argument("--api-timeout", type=float, default=float(_env("API_TIMEOUT_SECONDS", "30")),
+                        help="seconds before a Kubernetes API request (not a watch) is given up; a budget's cycle "
+                             "that times out is tried again on the next one [$INFERBUDGET_API_TIMEOUT_SECONDS; "
                              "default %(default)s]")
     parser.add_argument("--peering", default=_env("PEERING", ""),
                         help="kopf peering name: replicas sharing it elect one active operator; empty runs "
@@ -73,13 +78,17 @@ def run(args: argparse.Namespace) -> int:
 
     metrics = OperatorMetrics()
     serve_metrics(metrics.registry, "0.0.0.0", args.metrics_port)
-    runtime = handlers.Runtime(client.ApiClient(), FleetObserver(client_for, args.interval), metrics, args.interval)
+    runtime = handlers.Runtime(kube.TimedApiClient(args.api_timeout), FleetObserver(client_for, args.interval),
+                               metrics, args.interval)
     registry = kopf.OperatorRegistry()
     handlers.register(registry, args.interval)
 
     def configure(settings: kopf.OperatorSettings, **_: object) -> None:
         # Watching listed namespaces needs no namespace scanning (nor the cluster-wide RBAC it would take).
         settings.scanning.disabled = bool(args.namespaces)
+        # kopf's own requests (its patches, Events, the initial lists) give up as the operator's do.
+        settings.networking.request_timeout = args.api_timeout
+        settings.networking.connect_timeout = args.api_timeout
 
     kopf.on.startup(registry=registry)(configure)
     kopf.run(

@@ -23,6 +23,9 @@ from typing import Any, TypeVar
 import pytest
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
+from tests.support import prometheus
+from tests.support.budgets import CYCLE, Fleet
+from tests.support.processes import Process, inferbudget
 from tests.support.scripts import load_script, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,16 +74,63 @@ class Kube:
 
 @pytest.fixture(scope="session")
 def cluster(request: pytest.FixtureRequest) -> Iterator[Kube]:
-    local = local_cluster.Cluster(os.environ.get("INFERBUDGET_CLUSTER", local_cluster.DEFAULT_CLUSTER))
-    capture = request.config.pluginmanager.getplugin("capturemanager")
-    uncaptured = capture.global_and_fixture_disabled if capture else contextlib.nullcontext
-    with uncaptured(), shared_by_sessions(local):  # a cold build takes a while: show its progress
-        api_client = k8s_config.new_client_from_config(config_file=str(local.kubeconfig))
+    local = local_cluster.Cluster(session_cluster_name())
+    with uncaptured(request), shared_by_sessions(local):  # a cold build takes a while: show its progress
+        yield from kube_of(local)
+
+
+@dataclass
+class ControlPlane:
+    """A cluster of one test module's own: its processes (to restart, pause, resume) and the tests' view."""
+
+    local: Any  # hack/cluster/cluster.py's Cluster
+    kube: Kube
+
+
+@pytest.fixture(scope="module")
+def dedicated_control_plane(request: pytest.FixtureRequest) -> Iterator[ControlPlane]:
+    """A cluster for the requesting module alone, named <session cluster>-<module> (test_faults.py on the session
+    cluster "ci": "ci-faults"), up for the module and stopped after it (unless INFERBUDGET_KEEP_CLUSTER=1).
+    For tests that disturb the control plane (restart the API server, pause etcd): the tests sharing the
+    session's cluster must never see that. A module uses it by overriding `cluster`, so that every fixture
+    built on `cluster` (namespace, crd, fleet, start_operator) runs on it:
+
+        @pytest.fixture(scope="module")
+        def cluster(dedicated_control_plane): return dedicated_control_plane.kube
+    """
+    suffix = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_").replace("_", "-")
+    local = local_cluster.Cluster(f"{session_cluster_name()}-{suffix}")
+    with uncaptured(request):
         try:
-            yield Kube(local.name, local_cluster.KUBERNETES_VERSION, local.kubeconfig,
-                       local_cluster.tool("kubectl"), local_cluster.tool("helm"), api_client)
-        finally:
-            api_client.close()
+            local.up()
+        except local_cluster.ClusterError as error:
+            pytest.fail(f"the module's own cluster did not come up: {error}", pytrace=False)
+    try:
+        for kube in kube_of(local):
+            yield ControlPlane(local, kube)
+    finally:
+        if os.environ.get("INFERBUDGET_KEEP_CLUSTER") != "1":
+            local.down()
+
+
+def session_cluster_name() -> str:
+    return os.environ.get("INFERBUDGET_CLUSTER", local_cluster.DEFAULT_CLUSTER)
+
+
+def uncaptured(request: pytest.FixtureRequest) -> contextlib.AbstractContextManager[None]:
+    """Output shown live while this block runs (a cluster's build and start), even under pytest's capture."""
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    return capture.global_and_fixture_disabled() if capture else contextlib.nullcontext()
+
+
+def kube_of(local: Any) -> Iterator[Kube]:
+    """The tests' view of a running local cluster, its API client closed at the end."""
+    api_client = k8s_config.new_client_from_config(config_file=str(local.kubeconfig))
+    try:
+        yield Kube(local.name, local_cluster.KUBERNETES_VERSION, local.kubeconfig,
+                   local_cluster.tool("kubectl"), local_cluster.tool("helm"), api_client)
+    finally:
+        api_client.close()
 
 
 @contextlib.contextmanager
@@ -141,3 +191,56 @@ def namespace(cluster: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
                            for sa in cluster.core.list_namespaced_service_account(name).items))
     yield name
     cluster.core.delete_namespace(name)
+
+
+@pytest.fixture(scope="module")
+def crd(cluster: Any) -> None:
+    cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
+    cluster.wait_until("the CRD to be Established", lambda: "True" in cluster.kubectl(
+        "get", "crd/inferencebudgets.inferbudget.io", "-o",
+        "jsonpath={.status.conditions[?(@.type=='Established')].status}", check=False).stdout)
+
+
+@pytest.fixture(scope="module")
+def fleet(cluster: Any, crd: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    work = tmp_path_factory.mktemp("fleet")
+    trace = work / "constant.csv"  # every request 1000 tokens in, 100 out: loads are set per Deployment
+    trace.write_text("timestamp_s,input_tokens,output_tokens\n" +
+                     "".join(f"{i / 10},1000,100\n" for i in range(600)))
+    port = prometheus.free_port()
+    twin = Process(inferbudget("twin", "--trace", str(trace), "--port", str(port), "--tick", "0.5"),
+                   work / "twin.log", {"KUBECONFIG": str(cluster.kubeconfig)}).start()
+    server = prometheus.start(work / "prometheus")
+    server.scrape(f"127.0.0.1:{port}")
+    yield Fleet(server, twin)
+    twin.stop()
+    server.stop()
+
+
+@pytest.fixture
+def start_operator(cluster: Any, fleet: Fleet, namespace: str, tmp_path: Path) -> Iterator[Any]:
+    """Starts the operator as its own process for this test's namespace (stopped at the end)."""
+    started: list[Process] = []
+
+    def start(prometheus_url: str | None = None, *flags: str) -> Process:
+        metrics_port = prometheus.free_port()
+        process = Process(
+            [*inferbudget("run"), "--namespace", namespace, "--interval", str(CYCLE),
+             "--prometheus-url", prometheus_url or fleet.prometheus.url,
+             "--metrics-port", str(metrics_port), "--health-port", str(prometheus.free_port()), *flags],
+            tmp_path / "operator.log", {"KUBECONFIG": str(cluster.kubeconfig)}).start()
+        process.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+    if started:
+        print(f"operator log: {started[0].log}\n{started[0].tail()}")
+
+
+@pytest.fixture
+def operator(start_operator: Any) -> Process:
+    process: Process = start_operator()
+    return process

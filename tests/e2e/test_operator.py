@@ -1,163 +1,27 @@
 """The operator on a real cluster: real API server + kwok, a real Prometheus scraping the twin, and the
 operator as its own process. Each scenario asserts on status, Events, the Deployment and the metrics."""
 
-import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client as k8s
-from prometheus_client.parser import text_string_to_metric_families
 from tests.support import prometheus
-from tests.support.processes import Process, inferbudget
+from tests.support.budgets import (
+    CYCLE,
+    H100_BF16_CAPACITY,
+    VARIANTS,
+    Fleet,
+    Scenario,
+    budget,
+    deployment,
+    operator_metric,
+    rolled_out,
+)
+from tests.support.processes import Process
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parents[2]
-CYCLE = 2  # seconds between reconciles in these tests
-H100_BF16_CAPACITY = 22.5  # req/s one bf16 replica of the shipped profile serves at 1000 in / 100 out tokens
-
-
-@dataclass
-class Fleet:
-    prometheus: prometheus.Prometheus
-    twin: Process
-
-
-@pytest.fixture(scope="module")
-def crd(cluster: Any) -> None:
-    cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
-    cluster.wait_until("the CRD to be Established", lambda: "True" in cluster.kubectl(
-        "get", "crd/inferencebudgets.inferbudget.io", "-o",
-        "jsonpath={.status.conditions[?(@.type=='Established')].status}", check=False).stdout)
-
-
-@pytest.fixture(scope="module")
-def fleet(cluster: Any, crd: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    work = tmp_path_factory.mktemp("fleet")
-    trace = work / "constant.csv"  # every request 1000 tokens in, 100 out: loads are set per Deployment
-    trace.write_text("timestamp_s,input_tokens,output_tokens\n" +
-                     "".join(f"{i / 10},1000,100\n" for i in range(600)))
-    port = prometheus.free_port()
-    twin = Process(inferbudget("twin", "--trace", str(trace), "--port", str(port), "--tick", "0.5"),
-                   work / "twin.log", {"KUBECONFIG": str(cluster.kubeconfig)}).start()
-    server = prometheus.start(work / "prometheus")
-    server.scrape(f"127.0.0.1:{port}")
-    yield Fleet(server, twin)
-    twin.stop()
-    server.stop()
-
-
-@pytest.fixture
-def start_operator(cluster: Any, fleet: Fleet, namespace: str, tmp_path: Path) -> Iterator[Any]:
-    """Starts the operator as its own process for this test's namespace (stopped at the end)."""
-    started: list[Process] = []
-
-    def start(prometheus_url: str | None = None) -> Process:
-        metrics_port = prometheus.free_port()
-        process = Process(
-            [*inferbudget("run"), "--namespace", namespace, "--interval", str(CYCLE),
-             "--prometheus-url", prometheus_url or fleet.prometheus.url,
-             "--metrics-port", str(metrics_port), "--health-port", str(prometheus.free_port())],
-            tmp_path / "operator.log", {"KUBECONFIG": str(cluster.kubeconfig)}).start()
-        process.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        process.stop()
-    if started:
-        print(f"operator log: {started[0].log}\n{started[0].tail()}")
-
-
-@pytest.fixture
-def operator(start_operator: Any) -> Process:
-    process: Process = start_operator()
-    return process
-
-
-def deployment(name: str, variant: str, replicas: int, rate: float, progress_deadline: int = 600) -> dict[str, Any]:
-    labels = {"app": name}
-    return {
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "annotations": {"twin.inferbudget.io/requests-per-second": str(rate)}},
-        "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
-                 "progressDeadlineSeconds": progress_deadline,
-                 "template": {"metadata": {"labels": {**labels, "inferbudget.io/variant": variant}},
-                              "spec": {"containers": [{"name": "server", "image": "vllm/vllm-openai:v0.10.1",
-                                                       "resources": {"limits": {"nvidia.com/gpu": "1"}}}]}}},
-    }
-
-
-VARIANTS = {
-    "bf16": {"name": "bf16", "quality": 1.0, "costPerReplicaHour": "4.10", "memory": "24Gi",
-             "capacityHint": {"requestsPerSecond": 15}},
-    "fp8": {"name": "fp8", "quality": 0.99, "costPerReplicaHour": "4.10", "memory": "16Gi",
-            "capacityHint": {"requestsPerSecond": 22}},
-}
-
-
-def budget(name: str, target: str, variants: list[str], **spec: Any) -> dict[str, Any]:
-    fast_policy = {"scaleDown": {"stabilizationSeconds": 20}, "swap": {"cooldownSeconds": 10, "sustainSeconds": 4},
-                   "whenMetricsMissing": {"staleAfterSeconds": 30}}
-    return {
-        "apiVersion": "inferbudget.io/v1alpha1", "kind": "InferenceBudget", "metadata": {"name": name},
-        "spec": {"targetRef": {"name": target, "container": "server"},
-                 "latency": {"percentile": 95, "thresholdMs": 2000, "windowSeconds": 15},
-                 "replicas": {"min": 1, "max": 8},
-                 "variants": [VARIANTS[v] for v in variants],
-                 "policy": fast_policy | spec.pop("policy", {}), **spec},
-    }
-
-
-class Scenario:
-    """One namespace's Deployment and budget, read through the API."""
-
-    def __init__(self, cluster: Any, namespace: str, name: str = "llama") -> None:
-        self.cluster, self.namespace, self.name = cluster, namespace, name
-        self.custom = k8s.CustomObjectsApi(cluster.api_client)
-
-    def create(self, workload: dict[str, Any], spec: dict[str, Any]) -> None:
-        self.cluster.apps.create_namespaced_deployment(self.namespace, workload)
-        self.custom.create_namespaced_custom_object("inferbudget.io", "v1alpha1", self.namespace,
-                                                    "inferencebudgets", spec)
-
-    def status(self) -> dict[str, Any]:
-        body = self.custom.get_namespaced_custom_object("inferbudget.io", "v1alpha1", self.namespace,
-                                                        "inferencebudgets", self.name)
-        return body.get("status") or {}
-
-    def condition(self, type_: str) -> str | None:
-        return next((c["status"] for c in self.status().get("conditions", []) if c["type"] == type_), None)
-
-    def deployment(self) -> Any:
-        return self.cluster.apps.read_namespaced_deployment(self.name, self.namespace)
-
-    def set_load(self, rate: float) -> None:
-        self.cluster.apps.patch_namespaced_deployment(self.name, self.namespace, {"metadata": {"annotations": {
-            "twin.inferbudget.io/requests-per-second": str(rate)}}})
-
-    def history(self) -> list[dict[str, Any]]:
-        return list(self.status().get("history", []))
-
-    def actions(self, action: str) -> list[dict[str, Any]]:
-        return [entry for entry in self.history() if entry["action"] == action]
-
-    def events(self, reason: str | None = None) -> list[Any]:
-        events = self.cluster.core.list_namespaced_event(self.namespace).items
-        return [e for e in events if e.involved_object.kind == "InferenceBudget"
-                and (reason is None or e.reason == reason)]
-
-    def wait(self, what: str, probe: Any, timeout: float = 120) -> Any:
-        try:
-            return self.cluster.wait_until(what, probe, timeout=timeout)
-        except AssertionError as failure:
-            status = self.status()
-            seen = {k: status.get(k) for k in ("observed", "lastDecision", "conditions")}
-            raise AssertionError(f"{failure}\nbudget status: {seen}") from None
 
 
 def test_rising_load_scales_up_then_latency_returns_within_budget(
@@ -193,37 +57,15 @@ def test_memory_over_budget_swaps_to_a_variant_that_fits(
 
     swap = scenario.wait("a Swap", lambda: scenario.actions("Swap"))[0]
     assert (swap["reason"], swap["variant"]) == ("MemoryOverBudget", "fp8")
-    scenario.wait("the fp8 rollout to complete", lambda: _rolled_out(scenario.deployment(), "fp8"))
+    scenario.wait("the fp8 rollout to complete", lambda: rolled_out(scenario.deployment(), "fp8"))
     scenario.wait("status to show fp8", lambda: scenario.status().get("observed", {}).get("variant") == "fp8")
     memory = scenario.wait("fp8's memory in the metrics", lambda: _memory_below(scenario, 16 * 2**30))
     assert memory < 16 * 2**30
 
 
-def _rolled_out(deployment: Any, variant: str) -> bool:
-    status, spec = deployment.status, deployment.spec
-    return (spec.template.metadata.labels.get("inferbudget.io/variant") == variant
-            and (status.observed_generation or 0) >= deployment.metadata.generation
-            and (status.updated_replicas or 0) == spec.replicas == (status.available_replicas or 0)
-            and (status.replicas or 0) == spec.replicas)
-
-
 def _memory_below(scenario: Scenario, limit: int) -> int | None:
     memory = scenario.status().get("observed", {}).get("memoryPerReplicaBytes")
     return memory if memory is not None and memory < limit else None
-
-
-def operator_metric(operator: Process, name: str, **labels: str) -> float | None:
-    """A sample of the operator's own /metrics (None when absent or not served yet)."""
-    try:
-        with urllib.request.urlopen(operator.metrics_url, timeout=5) as response:
-            text = response.read().decode()
-    except OSError:
-        return None
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return float(sample.value)
-    return None
 
 
 def _field_managers(deployment: Any) -> set[str]:
@@ -249,7 +91,7 @@ def test_falling_load_scales_down_after_the_window_then_swaps_back_to_quality(
                                                           if s["variant"] == "bf16"], timeout=180)[0]
     # the better-quality variant now fits the ceiling; it may also be the cheaper fleet (1 bf16 vs 2 fp8 left)
     assert swap["reason"] in ("BetterQualityFits", "CheaperVariant")
-    scenario.wait("the bf16 rollout", lambda: _rolled_out(scenario.deployment(), "bf16"))
+    scenario.wait("the bf16 rollout", lambda: rolled_out(scenario.deployment(), "bf16"))
     assert float(scenario.status()["lastDecision"]["predicted"]["costPerHour"]) <= 13.00
 
 
@@ -306,7 +148,7 @@ def test_operator_killed_during_a_swap_resumes_without_a_second_swap(
     first.kill()  # SIGKILL mid-rollout: no chance to write anything more
     start_operator()
 
-    scenario.wait("the fp8 rollout to complete", lambda: _rolled_out(scenario.deployment(), "fp8"))
+    scenario.wait("the fp8 rollout to complete", lambda: rolled_out(scenario.deployment(), "fp8"))
     scenario.wait("the restarted operator to reconcile", lambda: scenario.status()["lastDecision"]["action"]
                   in ("None", "Hold") and scenario.status()["observed"]["variant"] == "fp8")
     swaps = scenario.actions("Swap")
@@ -351,7 +193,7 @@ def test_a_rollout_that_cannot_progress_is_rolled_back_and_the_variant_marked_fa
     back = scenario.wait("the rollback", lambda: [s for s in scenario.actions("Swap")
                                                   if s["reason"] == "VariantRolledBack"], timeout=180)[0]
     assert back["variant"] == "bf16"
-    scenario.wait("bf16 rolled out again", lambda: _rolled_out(scenario.deployment(), "bf16"), timeout=180)
+    scenario.wait("bf16 rolled out again", lambda: rolled_out(scenario.deployment(), "bf16"), timeout=180)
     assert "fp8" in scenario.status()["engineState"]["failures"], "fp8 is avoided for its back-off"
     scenario.wait("the rollback's Event", lambda: scenario.events("VariantRolledBack"))
 
