@@ -145,6 +145,7 @@ class Writer:
     read: Callable[[], Any]
     mine: Callable[[Any], Any]  # its field's value in an object read
     write: Callable[[Any, int], None]  # sets its field to the number given and PUTs the object
+    age: float  # seconds between its read and its write
     writes: int = 0
     conflicts: int = 0
     lost: list[str] = field(default_factory=list)
@@ -162,7 +163,7 @@ class Writer:
             current = self.read()
             if self.writes and self.mine(current) != self.writes:
                 self.lost.append(f"write {self.writes} gone, found {self.mine(current)!r}")
-            if self.stop.wait(0.05):
+            if self.stop.wait(self.age):
                 return
             try:
                 self.write(current, number)
@@ -212,7 +213,7 @@ def _status_writer(scenario: Scenario, history: list[list[Any]]) -> Writer:
              "lastTransitionTime": "2026-01-01T00:00:00Z"}]
         scenario.custom.replace_namespaced_custom_object_status(*group, body, field_manager="e2e-external-check")
 
-    return Writer(read, mine, write)
+    return Writer(read, mine, write, age=0.01)  # often: the operator's cycle should meet it many times
 
 
 def _deployment_writer(scenario: Scenario) -> Writer:
@@ -231,7 +232,7 @@ def _deployment_writer(scenario: Scenario) -> Writer:
         workload["metadata"].setdefault("annotations", {})["example.com/audited"] = str(number)
         apps.replace_namespaced_deployment(scenario.name, scenario.namespace, workload, field_manager="e2e-auditor")
 
-    return Writer(read, mine, write)
+    return Writer(read, mine, write, age=0.05)
 
 
 def test_conflicting_writers_on_the_status_and_the_deployment(
