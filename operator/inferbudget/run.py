@@ -64,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per Prometheus query is noise
+    # and one per retried connection while the API server is away: the reconcile says so once per cycle
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
     try:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:

@@ -6,6 +6,7 @@ fault. The time it took to resume is printed (run with -s to see it)."""
 
 import itertools
 import json
+import math
 import re
 import threading
 import time
@@ -80,10 +81,10 @@ def _scalings(scenario: Scenario) -> list[int]:
 
 
 def _fresh_decision(scenario: Scenario, since: float) -> Callable[[], bool]:
-    """A decision recorded at or after `since` (status times have whole seconds)."""
+    """A decision recorded after `since`: status times have whole seconds, so in the next second or later."""
     def probe() -> bool:
         observed = scenario.status().get("observed", {}).get("time", "")
-        return observed >= time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(since)))
+        return observed >= time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(math.ceil(since)))
     return probe
 
 
