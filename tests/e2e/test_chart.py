@@ -2,7 +2,7 @@
 upgrades and uninstalls cleanly; its RBAC is enough for the operator and no more; its dashboard shows data.
 
 The RBAC check runs the operator as its own process with a token of the chart's ServiceAccount (TokenRequest)
-and the environment of the chart's Deployment, against the real fleet of test_operator.py (twin + Prometheus):
+and the environment of the chart's Deployment, against the e2e tier's real fleet (conftest.py: twin + Prometheus):
 it must scale (scale subresource), swap (Deployment patch), write status and post Events, and be refused
 Secrets and other namespaces' Deployments. It runs namespace-scoped: a cluster-wide operator would also act
 on budgets of other sessions sharing the cluster; the ClusterRole is checked with `kubectl auth can-i`.
@@ -27,20 +27,16 @@ import pytest
 import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
-from tests.e2e import test_operator
-from tests.e2e.test_operator import Fleet, Scenario, budget, deployment
 from tests.support import prometheus
+from tests.support.budgets import CYCLE, Fleet, Scenario, budget, deployment
 from tests.support.processes import Process, inferbudget
 from tests.support.scripts import wait_until
 
 pytestmark = pytest.mark.e2e
-# The real fleet of the operator tests (twin + Prometheus), and the CRD it needs, for this module too.
-crd, fleet = test_operator.crd, test_operator.fleet
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts/inferbudget"
 RULES = CHART / "files/rules.yaml"
 DASHBOARD = json.loads((CHART / "files/dashboard.json").read_text())
-CYCLE = 2  # seconds between reconciles of the operator started here
 # Kinds the chart creates, by scope, to find what an uninstall left behind.
 NAMESPACED_KINDS = ("deployments", "replicasets", "pods", "services", "serviceaccounts", "configmaps", "roles",
                     "rolebindings", "kopfpeerings.kopf.dev")

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.e2e.test_operator import Scenario, budget, deployment
 from tests.support import prometheus
+from tests.support.budgets import Scenario, budget, deployment
 from tests.support.processes import Process
 from tests.support.scripts import load_script
 
