@@ -25,8 +25,8 @@ class TimedApiClient(client.ApiClient):
     for ever by default: a hung API server, or one waiting on a paused etcd, would hold a budget's cycle (and a
     worker thread) until it answered; a timeout makes that a failed cycle, tried again on the next one."""
 
-    def __init__(self, timeout: float) -> None:
-        super().__init__()
+    def __init__(self, timeout: float, configuration: client.Configuration | None = None) -> None:
+        super().__init__(configuration)
         self.timeout = timeout
 
     def call_api(self, *args: Any, **kwargs: Any) -> Any:
