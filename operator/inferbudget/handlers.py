@@ -68,6 +68,7 @@ def _target(key: str, namespace: str, spec: InferenceBudgetSpec, pods: frozenset
 
 
 # The API server did not answer: refused or reset connections (it restarts), timeouts (it or etcd hangs).
+# Its 5xx answers (503 while starting, 504 when etcd does not answer it) are treated alike.
 UNREACHABLE = (urllib3.exceptions.HTTPError,)
 CONFLICT_ATTEMPTS = 3  # plans per cycle when another writer keeps changing the budget; then the next cycle
 
@@ -128,7 +129,7 @@ async def _decide_and_record(api: client.ApiClient, spec: InferenceBudgetSpec, b
     return None
 
 
-async def reconcile_budget(namespace: str, name: str, body: kopf.Body, meta: kopf.Meta, memo: kopf.Memo,
+async def reconcile_budget(namespace: str, name: str, body: kopf.Body, memo: kopf.Memo,
                            logger: logging.Logger | kopf.ObjectLogger, workloads: kopf.Index[Any, Workload],
                            pods: kopf.Index[str, tuple[str, dict[str, str]]],
                            hpas: kopf.Index[str, tuple[str, str, str]],
@@ -154,7 +155,7 @@ async def reconcile_budget(namespace: str, name: str, body: kopf.Body, meta: kop
     except (ApiException, *UNREACHABLE) as error:
         if isinstance(error, ApiException) and error.status < 500:
             raise
-        logger.warning(f"the API server did not answer ({_brief(error)}): nothing recorded or done this cycle; "
+        logger.warning(f"the API server is unavailable ({_brief(error)}): nothing recorded or done this cycle; "
                        "trying again next cycle")
         return
     if plan is None:
