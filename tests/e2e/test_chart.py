@@ -340,8 +340,8 @@ def test_the_cluster_role_grants_exactly_the_operators_verbs_everywhere(cluster:
     api_client = k8s_config.new_client_from_config(config_file=str(kubeconfig))
     try:
         for verb, resource, group, subresource in [
-                ("watch", "inferencebudgets", "inferbudget.io", ""), ("patch", "inferencebudgets", "inferbudget.io",
-                                                                     "status"),
+                ("watch", "inferencebudgets", "inferbudget.io", ""), ("get", "inferencebudgets", "inferbudget.io", ""),
+                ("patch", "inferencebudgets", "inferbudget.io", "status"),
                 ("get", "deployments", "apps", ""), ("patch", "deployments", "apps", ""),
                 ("patch", "deployments", "apps", "scale"),
                 ("patch", "statefulsets", "apps", "scale"), ("watch", "pods", "", ""),
