@@ -791,10 +791,10 @@ class Cluster:
 
     def restart(self, name: str, timeout: float = 120.0) -> None:
         """Stop one component (SIGTERM) and start it again with the same flags, ports and certificates, as a
-        supervisor restarts a crashed process; return once it is healthy again. etcd keeps its data."""
+        supervisor restarts a process; return once it is healthy again. etcd keeps its data."""
         with file_lock(state_root() / f".{self.name}.lock"):
-            state, component = self._running(name)
-            component.stop()
+            state, component = self._recorded(name)
+            component.stop()  # a no-op if it crashed: then this starts it again
             restarted = self._launch(name, self._argv(name, state["ports"]))
             state["components"][name] = {"pid": restarted.pid, "start_time": restarted.start_time,
                                          "log": restarted.log}
@@ -821,12 +821,16 @@ class Cluster:
         finally:
             self.resume(name)
 
-    def _running(self, name: str) -> tuple[dict[str, Any], Component]:
+    def _recorded(self, name: str) -> tuple[dict[str, Any], Component]:
         state = self._load()
-        if state is None:
+        component = next((c for c in self.components(state) if c.name == name), None) if state else None
+        if state is None or component is None:
             raise ClusterError(f"cluster {self.name!r} is not up")
-        component = next((c for c in self.components(state) if c.name == name), None)
-        if component is None or not component.is_running():
+        return state, component
+
+    def _running(self, name: str) -> tuple[dict[str, Any], Component]:
+        state, component = self._recorded(name)
+        if not component.is_running():
             raise ClusterError(f"{name} of cluster {self.name!r} is not running")
         return state, component
 
