@@ -75,7 +75,8 @@ def _scalings(scenario: Scenario) -> list[int]:
     """The replica counts the Deployment was set to, in order: one Event per change from its controller."""
     events = [event for event in scenario.cluster.core.list_namespaced_event(scenario.namespace).items
               if event.reason == "ScalingReplicaSet" and event.involved_object.name == scenario.name]
-    events.sort(key=lambda event: event.first_timestamp or event.event_time)
+    # by time (whole seconds), then in the order etcd stored them
+    events.sort(key=lambda event: (event.first_timestamp, int(event.metadata.resource_version)))
     return [int(re.search(r" to (\d+)", event.message).group(1))  # type: ignore[union-attr]
             for event in events for _ in range(event.count or 1)]
 
