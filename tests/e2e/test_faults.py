@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from kubernetes.client.exceptions import ApiException
-from tests.support.budgets import H100_BF16_CAPACITY, Scenario, budget, deployment
+from tests.support.budgets import H100_BF16_CAPACITY, Scenario, budget, deployment, rolled_out
 from tests.support.processes import Process
 
 pytestmark = pytest.mark.e2e
@@ -110,6 +110,31 @@ def test_api_server_restarted_mid_cycle(cluster: Any, control_plane: Any, namesp
           f"Deployment scaled to {scenario.deployment().spec.replicas} after {scaled:.1f}s")
     assert "the API server is unavailable" in operator.log.read_text(), "the outage went unreported"
     _assert_nothing_lost_and_scaled_once(scenario, before, operator)
+
+
+def test_api_server_restarted_during_a_swap_swaps_once(cluster: Any, control_plane: Any, namespace: str,
+                                                       start_operator: Any) -> None:
+    operator = start_operator()
+    scenario = Scenario(cluster, namespace)
+    scenario.create(deployment("llama", "bf16", 2, rate=5),
+                    budget("llama", "llama", ["bf16", "fp8"], memory={"maxPerReplica": "16Gi"}))  # bf16 uses ~18Gi
+    scenario.wait("the swap to start", lambda: scenario.deployment().spec.template.metadata.labels.get(
+        "inferbudget.io/variant") == "fp8")
+
+    control_plane.restart("kube-apiserver")  # mid-rollout
+    back = time.monotonic()
+
+    scenario.wait("the fp8 rollout to complete", lambda: rolled_out(scenario.deployment(), "fp8"), timeout=180)
+    scenario.wait("a decision on the rolled-out fp8", lambda: scenario.status()["observed"]["variant"] == "fp8"
+                  and scenario.status()["lastDecision"]["action"] in ("None", "Hold"))
+    print(f"\nAPI server restart mid-rollout: fp8 rolled out and decided on {time.monotonic() - back:.1f}s after "
+          "it was ready again")
+    swaps = scenario.actions("Swap")
+    assert [(s["variant"], s["reason"]) for s in swaps] == [("fp8", "MemoryOverBudget")], swaps
+    assert scenario.deployment().metadata.annotations["deployment.kubernetes.io/revision"] == "2", \
+        "exactly one pod template change after the first: the swap"
+    assert not scenario.actions("ScaleDown")
+    assert operator.running, f"the operator exited:\n{operator.tail()}"
 
 
 def test_etcd_paused_longer_than_the_request_timeouts(cluster: Any, control_plane: Any, namespace: str,
