@@ -6,6 +6,9 @@
     hack/cluster/cluster.py env      shell lines for KUBECONFIG and PATH:  eval "$(hack/cluster/cluster.py env)"
     hack/cluster/cluster.py down     stop exactly the processes `up` started
     hack/cluster/cluster.py build    only build (and cache) the binaries
+    hack/cluster/cluster.py restart kube-apiserver   stop one component, start it again with the same flags,
+                                                     ports and certificates, wait until it serves (fault tests)
+    hack/cluster/cluster.py pause etcd | resume etcd  SIGSTOP / SIGCONT one component (a hung process)
 
 No Docker engine and no network beyond package registries, so every component is built from the Go module
 proxy (see k8s/go.mod and etcd/go.mod here) and run as a plain process on loopback: etcd, kube-apiserver,
@@ -397,6 +400,7 @@ class Component:
         if not self.is_running():
             return
         os.kill(self.pid, signal.SIGTERM)
+        os.kill(self.pid, signal.SIGCONT)  # a paused (SIGSTOP) process acts on SIGTERM only once it runs again
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline:
             if not self.is_running():
@@ -608,14 +612,12 @@ class Cluster:
             self._save(state)  # recorded at once, so `down` can stop it whatever happens next
             return component
 
-        etcd = launch("etcd", self._etcd_argv(ports))
+        etcd = launch("etcd", self._argv("etcd", ports))
         wait_for("etcd to be healthy", lambda: serves_etcd_health(ports["etcd-client"]), timeout, [etcd])
-        apiserver = launch("kube-apiserver", self._apiserver_argv(ports))
+        apiserver = launch("kube-apiserver", self._argv("kube-apiserver", ports))
         wait_for("kube-apiserver /readyz", api.is_ready, timeout, [etcd, apiserver])
         running = [etcd, apiserver]
-        running.append(launch("kube-controller-manager", self._controller_manager_argv(ports)))
-        running.append(launch("kube-scheduler", self._scheduler_argv(ports)))
-        running.append(launch("kwok", self._kwok_argv()))
+        running += [launch(name, self._argv(name, ports)) for name in COMPONENT_ORDER[2:]]
         for node in nodes:
             status, body = api.request("POST", "/api/v1/nodes", node)
             if status != 201:
@@ -637,6 +639,18 @@ class Cluster:
         if start_time is None:
             raise ClusterError(f"{name} exited at once; log {log}:\n{log.read_text(errors='replace')}")
         return Component(name, process.pid, start_time, str(log))
+
+    def _argv(self, name: str, ports: dict[str, int]) -> list[str]:
+        """The command line of one component: the same every time for the same ports, so a restarted component
+        comes back exactly as it was (flags, certificates, data directory, port)."""
+        argv: dict[str, Callable[[], list[str]]] = {
+            "etcd": lambda: self._etcd_argv(ports),
+            "kube-apiserver": lambda: self._apiserver_argv(ports),
+            "kube-controller-manager": lambda: self._controller_manager_argv(ports),
+            "kube-scheduler": lambda: self._scheduler_argv(ports),
+            "kwok": self._kwok_argv,
+        }
+        return argv[name]()
 
     def _etcd_argv(self, ports: dict[str, int]) -> list[str]:
         client, peer = f"http://127.0.0.1:{ports['etcd-client']}", f"http://127.0.0.1:{ports['etcd-peer']}"
@@ -738,13 +752,7 @@ class Cluster:
             print(f"cluster {self.name!r}: not up")
             return False
         ports = state["ports"]
-        healthy: dict[str, Callable[[], bool]] = {
-            "etcd": lambda: serves_etcd_health(ports["etcd-client"]),
-            "kube-apiserver": self.api(state).is_ready,
-            "kube-controller-manager": lambda: serves_healthz(ports["kube-controller-manager"]),
-            "kube-scheduler": lambda: serves_healthz(ports["kube-scheduler"]),
-            "kwok": lambda: True,  # serves nothing; alive is all one can ask
-        }
+        healthy = self._health_checks(state)
         components = {component.name: component for component in self.components(state)}
         all_running = True
         print(f"cluster {self.name!r}  ({self.dir})")
@@ -769,6 +777,63 @@ class Cluster:
         print(f"  kubeconfig: {self.kubeconfig}\n  logs: {self.logs}")
         return all_running
 
+    def _health_checks(self, state: dict[str, Any]) -> dict[str, Callable[[], bool]]:
+        ports = state["ports"]
+        return {
+            "etcd": lambda: serves_etcd_health(ports["etcd-client"]),
+            "kube-apiserver": self.api(state).is_ready,
+            "kube-controller-manager": lambda: serves_healthz(ports["kube-controller-manager"]),
+            "kube-scheduler": lambda: serves_healthz(ports["kube-scheduler"]),
+            "kwok": lambda: True,  # serves nothing; alive is all one can ask
+        }
+
+    # -- faults (for the e2e fault tests) ---------------------------------------------------------------------
+
+    def restart(self, name: str, timeout: float = 120.0) -> None:
+        """Stop one component (SIGTERM) and start it again with the same flags, ports and certificates, as a
+        supervisor restarts a process; return once it is healthy again. etcd keeps its data."""
+        with file_lock(state_root() / f".{self.name}.lock"):
+            state, component = self._recorded(name)
+            component.stop()  # a no-op if it crashed: then this starts it again
+            restarted = self._launch(name, self._argv(name, state["ports"]))
+            state["components"][name] = {"pid": restarted.pid, "start_time": restarted.start_time,
+                                         "log": restarted.log}
+            self._save(state)
+        wait_for(f"{name} to be healthy again", self._health_checks(state)[name], timeout, [restarted])
+        say(f"restarted {name} (pid {restarted.pid})")
+
+    def pause(self, name: str) -> None:
+        """SIGSTOP one component: it keeps its sockets open but answers nothing, like a hung process or a
+        stalled disk; its clients see timeouts, not refused connections."""
+        os.kill(self._running(name)[1].pid, signal.SIGSTOP)
+        say(f"paused {name}")
+
+    def resume(self, name: str) -> None:
+        os.kill(self._running(name)[1].pid, signal.SIGCONT)
+        say(f"resumed {name}")
+
+    @contextlib.contextmanager
+    def paused(self, name: str) -> Iterator[None]:
+        """`name` is paused inside the block and resumed when it ends, however it ends."""
+        self.pause(name)
+        try:
+            yield
+        finally:
+            self.resume(name)
+
+    def _recorded(self, name: str) -> tuple[dict[str, Any], Component]:
+        state = self._load()
+        component = next((c for c in self.components(state) if c.name == name), None) if state else None
+        if state is None or component is None:
+            raise ClusterError(f"cluster {self.name!r} is not up")
+        return state, component
+
+    def _running(self, name: str) -> tuple[dict[str, Any], Component]:
+        state, component = self._recorded(name)
+        if not component.is_running():
+            raise ClusterError(f"{name} of cluster {self.name!r} is not running")
+        return state, component
+
     def env(self) -> str:
         path = ":".join(str(tool(binary).parent) for binary in ("kubectl", "helm"))
         return f'export KUBECONFIG="{self.kubeconfig}"\nexport PATH="{path}:$PATH"\n'
@@ -780,7 +845,8 @@ class Cluster:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=("up", "down", "status", "env", "build"))
+    parser.add_argument("command", choices=("up", "down", "status", "env", "build", "restart", "pause", "resume"))
+    parser.add_argument("component", nargs="?", choices=COMPONENT_ORDER, help="for restart, pause and resume")
     parser.add_argument("--name", default=os.environ.get("INFERBUDGET_CLUSTER", DEFAULT_CLUSTER),
                         help="cluster name (default $INFERBUDGET_CLUSTER or %(default)s)")
     parser.add_argument("--nodes", type=int, default=DEFAULT_NODES, help="fake GPU nodes (up; default %(default)s)")
@@ -800,6 +866,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if cluster.status() else 1
         elif args.command == "env":
             sys.stdout.write(cluster.env())
+        elif args.component is None:
+            parser.error(f"{args.command} needs a component: {', '.join(COMPONENT_ORDER)}")
+        else:
+            {"restart": cluster.restart, "pause": cluster.pause, "resume": cluster.resume}[args.command](
+                args.component)
         return 0
     except ClusterError as error:
         say(f"error: {error}")

@@ -99,9 +99,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 def _cmd_twin(args: argparse.Namespace) -> int:
     import threading
 
-    from kubernetes import client, config
+    from kubernetes import config
     from prometheus_client import CollectorRegistry
 
+    from inferbudget.actuate.kube import TimedApiClient
     from inferbudget.sim.fleet import length_sample, load_profile
     from inferbudget.sim.traces import load_trace
     from inferbudget.sim.twin import Twin, run_forever
@@ -111,7 +112,8 @@ def _cmd_twin(args: argparse.Namespace) -> int:
     config.load_kube_config()  # type: ignore[no-untyped-call]
     trace = load_trace(args.trace, time_scale=args.time_scale)
     variant_map = dict(item.split("=", 1) for item in args.variant)
-    twin = Twin(client.ApiClient(), load_profile(args.profile), trace, length_sample(trace), variant_map,
+    # a listing that hangs (a stalled API server) must not stop the pods' clock: give up and serve as last seen
+    twin = Twin(TimedApiClient(timeout=5), load_profile(args.profile), trace, length_sample(trace), variant_map,
                 args.gpu, args.namespace or None)
     registry = CollectorRegistry()
     registry.register(twin.collector)

@@ -1,16 +1,19 @@
 """kopf wiring only: indexes of the objects a reconcile reads, and the per-budget timer that runs it.
 
 Each timer tick is observe -> decide -> act -> report (reconcile.py); the status, the engine's state
-included, is written back with one JSON patch so that nothing lives only in this process.
+included, is written back with one JSON patch so that nothing lives only in this process. That write is
+conditional on the budget's resourceVersion: a decision is only ever made from, and recorded over, the status
+as it is (see _decide_and_record), and nothing is acted on unless its decision is recorded.
 """
 
 import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import kopf
+import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -74,59 +77,69 @@ async def _metrics(runtime: Runtime, namespace: str, spec: InferenceBudgetSpec, 
     return await runtime.observer.metrics_for(target, source)
 
 
-def write_status(api: client.ApiClient, namespace: str, name: str, status: InferenceBudgetStatus,
-                 resource_version: str | None) -> None:
-    """Replaces the whole status (a JSON patch `add /status`): a merge patch would keep map keys that the
-    engine's state dropped. With the resourceVersion the decision was made on, so the API server refuses the
-    write (409 Conflict) when someone else wrote in between, e.g. another replica during a peering handover."""
-    precondition = [{"op": "replace", "path": "/metadata/resourceVersion", "value": resource_version}] \
-        if resource_version else []
+# The API server did not answer: refused or reset connections (it restarts), timeouts (it or etcd hangs).
+# Its 5xx answers (503 while starting, 504 when etcd does not answer it) are treated alike.
+UNREACHABLE = (urllib3.exceptions.HTTPError,)
+CONFLICT_ATTEMPTS = 3  # plans per cycle when another writer keeps changing the budget; then the next cycle
+
+
+def _brief(error: Exception) -> str:
+    """The API server's answer, or what stopped the request (urllib3 wraps it: refused, reset, timed out)."""
+    if isinstance(error, ApiException):
+        return f"{error.status} {error.reason}"
+    cause = getattr(error, "reason", None)  # MaxRetryError says why in .reason
+    return f"{type(error).__name__}: {cause or error}"[:300]
+
+
+def _write_status(api: client.ApiClient, namespace: str, name: str, status: InferenceBudgetStatus,
+                  resource_version: str) -> None:
+    """Replaces the whole status (a JSON patch `add /status`: a merge patch would keep map keys that the
+    engine's state dropped), only if the budget is still at `resource_version`: else 409 Conflict."""
     client.CustomObjectsApi(api).patch_namespaced_custom_object_status(
         GROUP, VERSION, namespace, PLURAL, name,
-        [*precondition, {"op": "add", "path": "/status", "value": status.to_wire()}],
+        [{"op": "replace", "path": "/metadata/resourceVersion", "value": resource_version},
+         {"op": "add", "path": "/status", "value": status.to_wire()}],
         _content_type="application/json-patch+json")
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    """The budget as a decision was made on it."""
-
-    status: InferenceBudgetStatus
-    generation: int | None
-    resource_version: str | None
-
-
-async def record_status(api: client.ApiClient, namespace: str, name: str, status: InferenceBudgetStatus,
-                        read: Snapshot) -> bool:
-    """Writes the status on the budget as it was read; False, writing nothing, when its spec or status has changed
-    since (a user's edit, another replica's decision). A change of metadata only (kopf adding its finalizer to a
-    new budget) does not make the decision outdated: the status is then written on the fresh version."""
-    if await _written(api, namespace, name, status, read.resource_version):
-        return True
-    fresh = await asyncio.to_thread(_read_budget, api, namespace, name)
-    unchanged = (fresh["metadata"].get("generation") == read.generation
-                 and InferenceBudgetStatus.model_validate(fresh.get("status") or {}) == read.status)
-    return unchanged and await _written(api, namespace, name, status, fresh["metadata"]["resourceVersion"])
-
-
-async def _written(api: client.ApiClient, namespace: str, name: str, status: InferenceBudgetStatus,
-                   resource_version: str | None) -> bool:
-    """write_status, False on a conflict."""
-    try:
-        await asyncio.to_thread(write_status, api, namespace, name, status, resource_version)
-    except ApiException as error:
-        if error.status != 409:
-            raise
-        return False
-    return True
-
-
 def _read_budget(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
-    return cast(dict[str, Any], client.CustomObjectsApi(api).get_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, name))
+    budget = client.CustomObjectsApi(api).get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    assert isinstance(budget, dict)  # a custom object comes back as the JSON it is
+    return budget
 
 
-async def reconcile_budget(namespace: str, name: str, body: kopf.Body, meta: kopf.Meta, memo: kopf.Memo,
+async def _decide_and_record(api: client.ApiClient, spec: InferenceBudgetSpec, body: dict[str, Any],
+                             workload: Workload | None, metrics: BudgetMetrics | None, conflicts: list[str],
+                             logger: logging.Logger | kopf.ObjectLogger) -> reconcile.Plan | None:
+    """Plans from the budget as last seen and records the plan in its status, on condition that nobody wrote
+    the budget since: a write from an older copy would drop another writer's fields (its own conditions) or
+    roll back this operator's last decision. On 409 Conflict it reads the budget again and plans again from
+    what is there now; None (nothing recorded, so nothing to act on) when the spec changed meanwhile or the
+    budget kept changing."""
+    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    generation = body["metadata"].get("generation")
+    for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+        status = InferenceBudgetStatus.model_validate(dict(body.get("status") or {}))
+        plan = reconcile.plan(spec, status, generation, workload, metrics, conflicts, time.time())
+        try:
+            await asyncio.to_thread(_write_status, api, namespace, name, plan.status,
+                                    body["metadata"]["resourceVersion"])
+            return plan
+        except ApiException as error:
+            if error.status != 409:
+                raise
+        body = await asyncio.to_thread(_read_budget, api, namespace, name)
+        if body["metadata"].get("generation") != generation:
+            logger.info("the spec changed while deciding (409 Conflict): deciding on the new spec next cycle")
+            return None
+        logger.info(f"the budget's status changed since it was read (409 Conflict, attempt {attempt}): "
+                    "deciding again from the status as it is now")
+    logger.warning(f"the budget's status kept changing ({CONFLICT_ATTEMPTS} conflicts): nothing recorded or "
+                   "done this cycle")
+    return None
+
+
+async def reconcile_budget(namespace: str, name: str, body: kopf.Body, memo: kopf.Memo,
                            logger: logging.Logger | kopf.ObjectLogger, workloads: kopf.Index[Any, Workload],
                            pods: kopf.Index[str, tuple[str, dict[str, str]]],
                            hpas: kopf.Index[str, tuple[str, str, str]],
@@ -134,30 +147,35 @@ async def reconcile_budget(namespace: str, name: str, body: kopf.Body, meta: kop
     runtime: Runtime = memo["runtime"]
     started, key = time.monotonic(), f"{namespace}/{name}"
     # One snapshot of the budget: `body` is a live view, which watch events update while this reconcile awaits.
-    spec = InferenceBudgetSpec.model_validate(dict(body["spec"]))
-    status = InferenceBudgetStatus.model_validate(dict(body.get("status") or {}))
-    generation, version = meta.get("generation"), meta.get("resourceVersion")
+    read = dict(body)
+    spec = InferenceBudgetSpec.model_validate(dict(read["spec"]))
     ref = spec.target_ref
-    workload = next(iter(workloads.get((namespace, ref.name), [])), None) if ref.kind == "Deployment" else \
-        await asyncio.to_thread(kube.read_workload, runtime.api, namespace, ref)
-    others = [*hpas.get(namespace, []), *scaledobjects.get(namespace, [])]
-    conflicts = [label for label, kind, target in others if kind == ref.kind and target == ref.name]
-    metrics = None
-    if workload is not None and not spec.paused:
-        own_pods = frozenset(pod for pod, labels in pods.get(namespace, []) if selects(workload.selector, labels))
-        metrics = await _metrics(runtime, namespace, spec, _target(key, namespace, spec, own_pods))
-    plan = reconcile.plan(spec, status, generation, workload, metrics, conflicts, time.time())
-    # The decision is recorded before it is carried out: if the operator dies in between, the restarted one
-    # finds it in the status and carries it out once (a repeated decision is not recorded twice). A decision
-    # made on an outdated view of the budget is neither recorded nor carried out: the next cycle decides again.
-    if not await record_status(runtime.api, namespace, name, plan.status, Snapshot(status, generation, version)):
-        logger.info("the budget's spec or status changed since it was read: deciding again next cycle")
+    try:
+        workload = next(iter(workloads.get((namespace, ref.name), [])), None) if ref.kind == "Deployment" else \
+            await asyncio.to_thread(kube.read_workload, runtime.api, namespace, ref)
+        others = [*hpas.get(namespace, []), *scaledobjects.get(namespace, [])]
+        conflicts = [label for label, kind, target in others if kind == ref.kind and target == ref.name]
+        metrics = None
+        if workload is not None and not spec.paused:
+            own_pods = frozenset(pod for pod, labels in pods.get(namespace, [])
+                                 if selects(workload.selector, labels))
+            metrics = await _metrics(runtime, namespace, spec, _target(key, namespace, spec, own_pods))
+        # The decision is recorded before it is carried out: if the operator dies in between, the restarted one
+        # finds it in the status and carries it out once (a repeated decision is not recorded twice).
+        plan = await _decide_and_record(runtime.api, spec, read, workload, metrics, conflicts, logger)
+    except (ApiException, *UNREACHABLE) as error:
+        if isinstance(error, ApiException) and error.status < 500:
+            raise
+        logger.warning(f"the API server is unavailable ({_brief(error)}): nothing recorded or done this cycle; "
+                       "trying again next cycle")
+        return
+    if plan is None:
         return
     if plan.act and plan.decision is not None and workload is not None:
         try:
             await asyncio.to_thread(reconcile.execute, runtime.api, spec, workload, plan.decision)
-        except (ApiException, kube.UnsupportedTarget) as error:
-            problem = getattr(error, "reason", None) or str(error)
+        except (ApiException, kube.UnsupportedTarget, *UNREACHABLE) as error:
+            problem = _brief(error) if isinstance(error, (ApiException, *UNREACHABLE)) else str(error)
             plan.events = [reconcile.Event("ActionFailed", f"{plan.decision.action} failed: {problem}", True)]
             logger.warning(f"{plan.decision.action} failed: {problem}")
     for event in plan.events:

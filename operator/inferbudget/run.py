@@ -8,9 +8,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import kopf
-from kubernetes import client, config
+from kubernetes import config
 
 from inferbudget import handlers
+from inferbudget.actuate import kube
 from inferbudget.metrics.client import PrometheusClient
 from inferbudget.metrics.source import Source
 from inferbudget.observer import FleetObserver
@@ -41,6 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="port of the operator's own /metrics [$INFERBUDGET_METRICS_PORT; default %(default)s]")
     parser.add_argument("--health-port", type=int, default=int(_env("HEALTH_PORT", "8081")),
                         help="port of the liveness endpoint /healthz [$INFERBUDGET_HEALTH_PORT; "
+                             "default %(default)s]")
+    parser.add_argument("--api-timeout", type=float, default=float(_env("API_TIMEOUT_SECONDS", "30")),
+                        help="seconds before a Kubernetes API request (not a watch) is given up; a budget's cycle "
+                             "that times out is tried again on the next one [$INFERBUDGET_API_TIMEOUT_SECONDS; "
                              "default %(default)s]")
     parser.add_argument("--peering", default=_env("PEERING", ""),
                         help="kopf peering name: replicas sharing it elect one active operator; empty runs "
@@ -76,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per Prometheus query is noise
+    # and one per retried connection while the API server is away: the reconcile says so once per cycle
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
     try:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
@@ -92,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
 
     metrics = OperatorMetrics()
     serve_metrics(metrics.registry, "0.0.0.0", args.metrics_port)
-    api = client.ApiClient()
+    api = kube.TimedApiClient(args.api_timeout)
     runtime = handlers.Runtime(api, FleetObserver(client_for, args.interval), metrics, args.interval,
                                SecretCache(api).read)
     registry = kopf.OperatorRegistry()
@@ -104,6 +111,9 @@ def run(args: argparse.Namespace) -> int:
         # A standby replica resumes when the active one's keep-alive expires (a clean exit withdraws it at
         # once): the lifetime bounds the takeover after a crash.
         settings.peering.lifetime = args.peering_lifetime
+        # kopf's own requests (its patches, Events, the initial lists) give up as the operator's do.
+        settings.networking.request_timeout = args.api_timeout
+        settings.networking.connect_timeout = args.api_timeout
 
     kopf.on.startup(registry=registry)(configure)
     kopf.run(

@@ -74,16 +74,63 @@ class Kube:
 
 @pytest.fixture(scope="session")
 def cluster(request: pytest.FixtureRequest) -> Iterator[Kube]:
-    local = local_cluster.Cluster(os.environ.get("INFERBUDGET_CLUSTER", local_cluster.DEFAULT_CLUSTER))
-    capture = request.config.pluginmanager.getplugin("capturemanager")
-    uncaptured = capture.global_and_fixture_disabled if capture else contextlib.nullcontext
-    with uncaptured(), shared_by_sessions(local):  # a cold build takes a while: show its progress
-        api_client = k8s_config.new_client_from_config(config_file=str(local.kubeconfig))
+    local = local_cluster.Cluster(session_cluster_name())
+    with uncaptured(request), shared_by_sessions(local):  # a cold build takes a while: show its progress
+        yield from kube_of(local)
+
+
+@dataclass
+class ControlPlane:
+    """A cluster of one test module's own: its processes (to restart, pause, resume) and the tests' view."""
+
+    local: Any  # hack/cluster/cluster.py's Cluster
+    kube: Kube
+
+
+@pytest.fixture(scope="module")
+def dedicated_control_plane(request: pytest.FixtureRequest) -> Iterator[ControlPlane]:
+    """A cluster for the requesting module alone, named <session cluster>-<module> (test_faults.py on the session
+    cluster "ci": "ci-faults"), up for the module and stopped after it (unless INFERBUDGET_KEEP_CLUSTER=1).
+    For tests that disturb the control plane (restart the API server, pause etcd): the tests sharing the
+    session's cluster must never see that. A module uses it by overriding `cluster`, so that every fixture
+    built on `cluster` (namespace, crd, fleet, start_operator) runs on it:
+
+        @pytest.fixture(scope="module")
+        def cluster(dedicated_control_plane): return dedicated_control_plane.kube
+    """
+    suffix = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_").replace("_", "-")
+    local = local_cluster.Cluster(f"{session_cluster_name()}-{suffix}")
+    with uncaptured(request):
         try:
-            yield Kube(local.name, local_cluster.KUBERNETES_VERSION, local.kubeconfig,
-                       local_cluster.tool("kubectl"), local_cluster.tool("helm"), api_client)
-        finally:
-            api_client.close()
+            local.up()
+        except local_cluster.ClusterError as error:
+            pytest.fail(f"the module's own cluster did not come up: {error}", pytrace=False)
+    try:
+        for kube in kube_of(local):
+            yield ControlPlane(local, kube)
+    finally:
+        if os.environ.get("INFERBUDGET_KEEP_CLUSTER") != "1":
+            local.down()
+
+
+def session_cluster_name() -> str:
+    return os.environ.get("INFERBUDGET_CLUSTER", local_cluster.DEFAULT_CLUSTER)
+
+
+def uncaptured(request: pytest.FixtureRequest) -> contextlib.AbstractContextManager[None]:
+    """Output shown live while this block runs (a cluster's build and start), even under pytest's capture."""
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    return capture.global_and_fixture_disabled() if capture else contextlib.nullcontext()
+
+
+def kube_of(local: Any) -> Iterator[Kube]:
+    """The tests' view of a running local cluster, its API client closed at the end."""
+    api_client = k8s_config.new_client_from_config(config_file=str(local.kubeconfig))
+    try:
+        yield Kube(local.name, local_cluster.KUBERNETES_VERSION, local.kubeconfig,
+                   local_cluster.tool("kubectl"), local_cluster.tool("helm"), api_client)
+    finally:
+        api_client.close()
 
 
 @contextlib.contextmanager

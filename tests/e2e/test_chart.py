@@ -30,7 +30,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from tests.support import prometheus
 from tests.support.processes import Process, inferbudget
-from tests.support.scenario import Fleet, Scenario, budget, deployment
+from tests.support.scenario import CYCLE, Fleet, Scenario, budget, deployment
 from tests.support.scripts import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -38,7 +38,6 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts/inferbudget"
 RULES = CHART / "files/rules.yaml"
 DASHBOARD = json.loads((CHART / "files/dashboard.json").read_text())
-CYCLE = 2  # seconds between reconciles of the operator started here
 # Kinds the chart creates, by scope, to find what an uninstall left behind.
 NAMESPACED_KINDS = ("deployments", "replicasets", "pods", "services", "serviceaccounts", "configmaps", "roles",
                     "rolebindings", "kopfpeerings.kopf.dev")
@@ -353,8 +352,8 @@ def test_the_cluster_role_grants_exactly_the_operators_verbs_everywhere(cluster:
     with installed_identity(cluster, namespace, tmp_path, "peering.enabled=true",
                             f"peering.name=peers-{namespace}") as api_client:
         for verb, resource, group, subresource in [
-                ("watch", "inferencebudgets", "inferbudget.io", ""), ("patch", "inferencebudgets", "inferbudget.io",
-                                                                     "status"),
+                ("watch", "inferencebudgets", "inferbudget.io", ""), ("get", "inferencebudgets", "inferbudget.io", ""),
+                ("patch", "inferencebudgets", "inferbudget.io", "status"),
                 ("get", "deployments", "apps", ""), ("patch", "deployments", "apps", ""),
                 ("patch", "deployments", "apps", "scale"),
                 ("patch", "statefulsets", "apps", "scale"), ("watch", "pods", "", ""),

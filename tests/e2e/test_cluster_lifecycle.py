@@ -1,5 +1,5 @@
 """hack/cluster itself: a second cluster runs beside the first, `up` is idempotent, a crashed component is
-reported with its log, and `down` stops exactly what `up` started."""
+reported with its log, a component restarts on its port and pauses, and `down` stops exactly what `up` started."""
 
 from __future__ import annotations
 
@@ -40,6 +40,18 @@ def test_a_second_cluster_runs_beside_the_first_and_reports_a_crash(
         assert "Starting Kubernetes Scheduler" in report  # the tail of its log
         second.up(nodes=1)
         assert second.is_running()
+
+        apiserver = next(c for c in second.components() if c.name == "kube-apiserver")
+        ports = json.loads(second.state_file.read_text())["ports"]
+        second.restart("kube-apiserver")  # returns once it is ready again
+        assert next(c for c in second.components() if c.name == "kube-apiserver").pid != apiserver.pid
+        assert json.loads(second.state_file.read_text())["ports"] == ports
+        assert second.is_running()
+        with second.paused("etcd"):
+            capsys.readouterr()
+            assert not second.status()
+            assert "NOT HEALTHY" in next(line for line in capsys.readouterr().out.splitlines() if "etcd" in line)
+        cluster.wait_until("etcd and the API server healthy again", second.is_running)
     finally:
         components = second.components()
         second.down()

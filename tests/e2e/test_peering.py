@@ -6,7 +6,6 @@ timers. A replica killed without a clean exit cannot withdraw its keep-alive, so
 that keep-alive expires: within --peering-lifetime seconds, plus its first reconcile.
 """
 
-import asyncio
 import calendar
 import time
 from pathlib import Path
@@ -16,9 +15,6 @@ import pytest
 from kubernetes import client as k8s
 from tests.support.processes import Process
 from tests.support.scenario import Scenario, budget, deployment, operator_metric
-
-from inferbudget import handlers
-from inferbudget.api.status import InferenceBudgetStatus
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,38 +69,6 @@ def test_one_replica_acts_and_another_takes_over_when_it_is_killed_or_exits(
     standby.stop()  # SIGTERM, and wait for the exit
     scenario.wait("the third replica's first reconcile", lambda: _reconciles(third, labels), timeout=LIFETIME + 120)
     print(f"takeover after a clean exit (SIGTERM): {time.monotonic() - stopped_at:.1f} s")
-
-
-def test_a_decision_made_on_an_outdated_budget_is_not_recorded(cluster: Any, namespace: str, crd: None) -> None:
-    """Two replicas acting at once for a moment (a handover: the old one finishing its last reconcile as the new
-    one starts) decide on the same budget; the second to record its decision is refused, and so does not carry
-    it out. A change of the budget's metadata alone (kopf's finalizer on a new budget) outdates nothing."""
-    scenario = Scenario(cluster, namespace)
-    scenario.custom.create_namespaced_custom_object("inferbudget.io", "v1alpha1", namespace, "inferencebudgets",
-                                                    budget("llama", "llama", ["bf16"]))
-    empty = InferenceBudgetStatus()
-    first, second, third = (InferenceBudgetStatus(observed_generation=g) for g in (1, 2, 3))
-    snapshot = handlers.Snapshot(empty, 1, _budget(scenario)["metadata"]["resourceVersion"])
-    scenario.custom.patch_namespaced_custom_object("inferbudget.io", "v1alpha1", namespace, "inferencebudgets",
-                                                   "llama", {"metadata": {"annotations": {"note": "metadata"}}})
-    assert asyncio.run(handlers.record_status(cluster.api_client, namespace, "llama", first, snapshot))
-    assert scenario.status() == first.to_wire(), "written on the fresh version: only metadata had changed"
-
-    # Another replica decided on the same read, and recorded first: this one is refused.
-    assert not asyncio.run(handlers.record_status(cluster.api_client, namespace, "llama", second, snapshot))
-    assert scenario.status() == first.to_wire()
-    # The spec changed since the read (a user's edit): refused too.
-    current = handlers.Snapshot(first, 1, _budget(scenario)["metadata"]["resourceVersion"])
-    scenario.custom.patch_namespaced_custom_object("inferbudget.io", "v1alpha1", namespace, "inferencebudgets",
-                                                   "llama", {"spec": {"replicas": {"min": 1, "max": 4}}})
-    assert not asyncio.run(handlers.record_status(cluster.api_client, namespace, "llama", third, current))
-    assert scenario.status() == first.to_wire()
-
-
-def _budget(scenario: Scenario) -> dict[str, Any]:
-    body: dict[str, Any] = scenario.custom.get_namespaced_custom_object(
-        "inferbudget.io", "v1alpha1", scenario.namespace, "inferencebudgets", scenario.name)
-    return body
 
 
 def _registered(cluster: Any, namespace: str, *priorities: int) -> bool:

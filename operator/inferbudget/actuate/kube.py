@@ -20,6 +20,20 @@ class UnsupportedTarget(Exception):
     """The target's kind cannot be scaled or swapped by inferbudget."""
 
 
+class TimedApiClient(client.ApiClient):
+    """An ApiClient whose requests give up after `timeout` seconds unless a call sets its own. The client waits
+    for ever by default: a hung API server, or one waiting on a paused etcd, would hold a budget's cycle (and a
+    worker thread) until it answered; a timeout makes that a failed cycle, tried again on the next one."""
+
+    def __init__(self, timeout: float, configuration: client.Configuration | None = None) -> None:
+        super().__init__(configuration)
+        self.timeout = timeout
+
+    def call_api(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["_request_timeout"] = kwargs.get("_request_timeout") or self.timeout
+        return super().call_api(*args, **kwargs)
+
+
 def _method(apps: client.AppsV1Api, verb: str, kind: str, suffix: str = "") -> Any:
     if kind not in _SCALABLE:
         raise UnsupportedTarget(f"kind {kind} is not supported: use a Deployment or a StatefulSet")

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import urllib3
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
@@ -128,6 +130,7 @@ class Twin:
         self.backlog: dict[tuple[str, str, str], float] = {}
         self.started_at: float | None = None
         self._warned: set[str] = set()
+        self._last_seen: list[Workload] = []
 
     def model_for(self, variant: str) -> VariantModel | None:
         """The profile variant behind a budget's variant name: mapped explicitly, by name, or by precision
@@ -177,12 +180,21 @@ class Twin:
                 served.append(_workload(namespace, target, deployment, pods))
         return served
 
+    def _workloads_or_last_seen(self) -> list[Workload]:
+        """Pods serve on while the API server is away (restarting, or waiting on a stalled etcd): the fleet as
+        last seen, not none, whose counters would then stand still and read as load falling to zero."""
+        try:
+            self._last_seen = self.workloads()
+        except (ApiException, urllib3.exceptions.HTTPError) as error:
+            log.warning("cannot list the fleet (%s): serving it as last seen", type(error).__name__)
+        return self._last_seen
+
     def tick(self, now: float, seconds: float) -> None:
         """Simulates `seconds` of serving for every workload and updates the pods' series."""
         self.started_at = self.started_at if self.started_at is not None else now
         rate, mean_in, mean_out = self.load_at(now - self.started_at)
         alive: set[tuple[str, str]] = set()
-        for workload in self.workloads():
+        for workload in self._workloads_or_last_seen():
             workload_rate = workload.rate_override if workload.rate_override is not None else rate
             ready = sum(len(pods) for pods in workload.pods_by_variant.values())
             for variant, pods in workload.pods_by_variant.items():
