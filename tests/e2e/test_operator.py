@@ -158,7 +158,9 @@ def test_operator_killed_during_a_swap_resumes_without_a_second_swap(
                   in ("None", "Hold") and scenario.status()["observed"]["variant"] == "fp8")
     swaps = scenario.actions("Swap")
     assert [(s["variant"], s["reason"]) for s in swaps] == [("fp8", "MemoryOverBudget")], swaps
-    assert len(scenario.events("MemoryOverBudget")) == 1
+    # The decision is in the status before it is carried out; its Event is posted after (kopf queues it), so the
+    # kill may take it along. Never two: the restarted operator does not announce the swap again.
+    assert len(scenario.events("MemoryOverBudget")) <= 1
     revision = scenario.deployment().metadata.annotations["deployment.kubernetes.io/revision"]
     assert revision == "2", "exactly one pod template change after the first: the swap"
 
