@@ -1,0 +1,134 @@
+"""Fuzzing `inferbudget validate` and the engine with generated InferenceBudgets (hypothesis).
+
+Valid manifests are accepted; each broken one is rejected naming the field that was broken; nothing, however
+odd, makes validation raise; and every spec validation accepts parses into the model and goes through the
+engine with extreme observations, keeping replicas within bounds. INFERBUDGET_FUZZ_EXAMPLES=5000 searches
+further (the default keeps the unit tier fast; the examples are derandomized, so CI is deterministic).
+"""
+
+import contextlib
+import io
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import assume, given
+from hypothesis import strategies as st
+from tests.support.strategies import (
+    Manifest,
+    Mutant,
+    any_manifests,
+    edge_manifests,
+    fuzz_settings,
+    histories,
+    invalid_manifests,
+    manifest_of,
+    valid_manifests,
+)
+
+from inferbudget.api.spec import InferenceBudgetSpec
+from inferbudget.api.validation import Problem, apply_defaults, root_schema, validate_manifest
+from inferbudget.cli import main
+from inferbudget.engine import EngineState, decide
+
+FUZZ = fuzz_settings(100)
+FEWER = fuzz_settings(50)  # examples that each run the CLI or a dozen engine cycles
+
+
+def accepted_spec(manifest: Manifest) -> InferenceBudgetSpec:
+    """The spec as the operator reads it from the API server: defaulted, then parsed into the model."""
+    return InferenceBudgetSpec.model_validate(apply_defaults(manifest, root_schema())["spec"])
+
+
+def related(reported: str, broken: str) -> bool:
+    """The reported path is the broken field, a field inside it, or the object holding it (a map entry may be
+    written limits.cpu or limits[cpu])."""
+    def inside(inner: str, outer: str) -> bool:
+        return inner == outer or inner.startswith((f"{outer}.", f"{outer}["))
+    reported, broken = (re.sub(r"\[([^\]0-9][^\]]*)\]", r".\1", path) for path in (reported, broken))
+    return inside(reported, broken) or inside(broken, reported)
+
+
+def names_a_field(problem: Problem, manifest: Manifest) -> bool:
+    """A problem names a field: a path into the manifest (or a field of the schema that is missing), or the
+    API server's `<nil>` note that further rules were not checked."""
+    if problem.path == "<nil>":
+        return True
+    top = problem.path.split(".")[0].split("[")[0]
+    return top in root_schema()["properties"] or (isinstance(manifest, dict) and top in manifest)
+
+
+@FUZZ
+@given(valid_manifests())
+def test_valid_manifests_are_accepted_and_parse_into_the_model(manifest: Manifest) -> None:
+    assert validate_manifest(manifest) == []
+    spec = accepted_spec(manifest)
+    assert spec.to_wire()["variants"][0]["name"] == manifest["spec"]["variants"][0]["name"]
+
+
+@FUZZ
+@given(invalid_manifests())
+def test_each_broken_manifest_is_rejected_naming_the_broken_field(mutant: Mutant) -> None:
+    problems = validate_manifest(mutant.manifest)
+
+    assert problems, f"accepted after {mutant.mutation}"
+    assert any(related(problem.path, mutant.path) for problem in problems), (mutant.mutation, problems)
+    assert all(names_a_field(problem, mutant.manifest) for problem in problems), problems
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+                    | st.text(max_size=8),
+                    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children,
+                                                                                      max_size=3), max_leaves=12)
+
+
+@FUZZ
+@given(st.one_of(any_manifests(), JSON.map(manifest_of),
+                 st.dictionaries(st.sampled_from(["apiVersion", "kind", "metadata", "spec"]), JSON)))
+def test_validation_only_returns_verdicts(manifest: Any) -> None:
+    problems = validate_manifest(manifest)
+
+    assert all(isinstance(problem, Problem) and problem.message for problem in problems)
+    assert all(names_a_field(problem, manifest) for problem in problems), problems
+
+
+@pytest.fixture(scope="module")
+def manifest_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("fuzz") / "budget.yaml"
+
+
+@FEWER
+@given(manifest=any_manifests())
+def test_the_validate_command_prints_the_same_verdict(manifest: Manifest, manifest_file: Path) -> None:
+    manifest_file.write_text(yaml.safe_dump(manifest, allow_unicode=True))
+    printed = io.StringIO()
+
+    with contextlib.redirect_stdout(printed):
+        code = main(["validate", "--output", "json", str(manifest_file)])
+
+    expected = validate_manifest(manifest)
+    assert code == (1 if expected else 0)
+    assert [(p["path"], p["message"]) for p in json.loads(printed.getvalue())] == [
+        (p.path, p.message) for p in expected]
+
+
+@FEWER
+@given(st.one_of(valid_manifests(), edge_manifests()), st.data())
+def test_every_accepted_spec_goes_through_the_engine(manifest: Manifest, data: st.DataObject) -> None:
+    assume(validate_manifest(manifest) == [])
+    spec = accepted_spec(manifest)
+    history = data.draw(histories([variant.name for variant in spec.variants]))
+    state = EngineState()
+    for now, observation in history:
+        decision, state = decide(spec, observation, state, now)
+
+        if not spec.paused:
+            assert spec.replicas.min <= decision.replicas <= spec.replicas.max, decision
+        for figure in (decision.predicted_latency_ms, decision.predicted_cost_per_hour):
+            assert figure is None or math.isfinite(figure), decision
+        # The state goes to status.engineState as JSON and comes back from it on the next cycle.
+        state = EngineState.from_json(json.loads(json.dumps(state.to_json(), allow_nan=False)))
