@@ -15,7 +15,7 @@ import pytest
 from hypothesis import Phase, given, settings
 from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
-from tests.support.strategies import Manifest, any_manifests, fuzz_settings
+from tests.support.strategies import FOUND, Manifest, any_manifests, fuzz_settings
 
 from inferbudget.api.crd import GROUP, PLURAL, VERSION
 from inferbudget.api.validation import validate_manifest
@@ -27,7 +27,7 @@ NOT_CHECKED = "<nil>"  # the API server's note that rules were skipped after a s
 
 
 def sample() -> list[Manifest]:
-    """The derandomized sample of manifests, each with its own name."""
+    """The cases found before, then the derandomized sample of manifests, each with its own name."""
     drawn: list[Manifest] = []
 
     @SAMPLE
@@ -36,7 +36,7 @@ def sample() -> list[Manifest]:
         drawn.append({**manifest, "metadata": {"name": f"fuzzed-{len(drawn)}"}})
 
     collect()
-    return drawn
+    return [case.manifest for case in FOUND] + drawn
 
 
 def server_fields(api: k8s.CustomObjectsApi, namespace: str, manifest: Manifest) -> set[str] | None:
@@ -46,9 +46,10 @@ def server_fields(api: k8s.CustomObjectsApi, namespace: str, manifest: Manifest)
                                             field_validation="Strict")
     except ApiException as error:
         status = json.loads(error.body)
-        unknown = re.findall(r'unknown field "((?:[^"\\]|\\.)*)"', status.get("message", ""))
+        message = status.get("message", "")
+        unknown = re.findall(r'unknown field "((?:[^"\\]|\\.)*)"|Go struct field \.(\w+)', message)
         causes = {cause.get("field", "") for cause in (status.get("details") or {}).get("causes") or []}
-        return (set(unknown) or causes or {f"<{status.get('message')}>"}) - {NOT_CHECKED}
+        return ({"".join(found) for found in unknown} or causes or {f"<{message}>"}) - {NOT_CHECKED}
     return None
 
 
@@ -66,6 +67,7 @@ def test_validate_and_the_api_server_agree_on_generated_manifests(
 
     disagreements = [(manifest, server, offline) for manifest, server in zip(manifests, verdicts, strict=True)
                      if server != (offline := validate_fields(manifest))]
+    assert [verdict or frozenset() for verdict in verdicts[:len(FOUND)]] == [case.fields for case in FOUND]
     accepted = sum(verdict is None for verdict in verdicts)
     assert 0 < accepted < len(manifests), f"{accepted} of {len(manifests)} accepted: the sample is one-sided"
     assert not disagreements, f"{len(disagreements)} of {len(manifests)} disagree:\n" + "\n".join(

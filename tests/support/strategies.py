@@ -18,6 +18,7 @@ import os
 import string
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from hypothesis import HealthCheck, settings
@@ -38,16 +39,19 @@ def fuzz_settings(default_examples: int) -> settings:
 
 # --- values ------------------------------------------------------------------------------------------------
 
+@cache
 def text_up_to(limit: int) -> st.SearchStrategy[str]:
     """Any text within `limit` characters, often short, sometimes right at the limit."""
     at_limit = st.builds(lambda char, length: char * length, st.characters(), st.integers(limit - 2, limit))
     return st.one_of(st.text(max_size=min(limit, 24)), at_limit)
 
 
+@cache
 def text_over(limit: int) -> st.SearchStrategy[str]:
     return st.builds(lambda char, extra: char * (limit + extra), st.characters(), st.integers(1, 3))
 
 
+@cache
 def floats_between(low: float, high: float, *, open_low: bool = False, open_high: bool = False,
                    ) -> st.SearchStrategy[float | int]:
     """Numbers of a `number` field: floats (subnormals included) and plain integers within the bounds."""
@@ -56,35 +60,39 @@ def floats_between(low: float, high: float, *, open_low: bool = False, open_high
     return st.one_of(floats, integers)
 
 
+@cache
 def integers_between(low: int, high: int) -> st.SearchStrategy[int]:
-    return st.one_of(st.sampled_from([low, high]), st.integers(low, high))
+    return st.one_of(st.sampled_from((low, high)), st.integers(low, high))
 
 
 BINARY_SUFFIXES = ("Ki", "Mi", "Gi", "Ti", "Pi", "Ei")
 DECIMAL_SUFFIXES = ("n", "u", "m", "", "k", "M", "G", "T", "P", "E")
 
 
+@cache
 @st.composite
 def quantities(draw: st.DrawFn) -> str:
     """Kubernetes quantities in every spelling the grammar allows: 24Gi, +1.5G, .5, 7., 2e9, 1E-3, 0.1n."""
-    sign = draw(st.sampled_from(["", "", "", "+"]))
+    sign = draw(st.sampled_from(("", "", "", "+")))
     whole = draw(st.text(string.digits, min_size=0, max_size=12))
     fraction = draw(st.one_of(st.none(), st.text(string.digits, max_size=9)))
     if not whole and not fraction:
         whole = draw(st.text(string.digits, min_size=1, max_size=4))
-    exponent = st.builds(lambda e, n: f"{e}{n}", st.sampled_from(["e", "E", "e+", "e-", "E-"]),
+    exponent = st.builds(lambda e, n: f"{e}{n}", st.sampled_from(("e", "E", "e+", "e-", "E-")),
                          st.integers(0, 40))
     suffix = draw(st.one_of(st.sampled_from(BINARY_SUFFIXES + DECIMAL_SUFFIXES), exponent))
     number = whole if fraction is None else f"{whole}.{fraction}"
     return f"{sign}{number}{suffix}"[:64]
 
 
+@cache
 def memory_quantities() -> st.SearchStrategy[str]:
     """Sizes a user would write, as well as every other spelling of the grammar."""
-    usual = st.builds(lambda n, unit: f"{n}{unit}", st.integers(1, 4096), st.sampled_from(["Mi", "Gi", "G"]))
+    usual = st.builds(lambda n, unit: f"{n}{unit}", st.integers(1, 4096), st.sampled_from(("Mi", "Gi", "G")))
     return st.one_of(usual, quantities())
 
 
+@cache
 @st.composite
 def money(draw: st.DrawFn) -> str:
     """Non-negative decimals in quotes: "4", "4.10", "0.000001", up to the 32 characters allowed."""
@@ -95,6 +103,7 @@ def money(draw: st.DrawFn) -> str:
     return f"{whole}.{fraction}"
 
 
+@cache
 @st.composite
 def label_values(draw: st.DrawFn) -> str:
     ends = string.ascii_letters + string.digits
@@ -111,55 +120,61 @@ def _maybe(draw: st.DrawFn, into: dict[str, Any], key: str, values: st.SearchStr
         into[key] = draw(values)
 
 
+@cache
 @st.composite
 def target_refs(draw: st.DrawFn) -> dict[str, Any]:
     ref: dict[str, Any] = {"name": draw(text_up_to(253))}
-    _maybe(draw, ref, "apiVersion", st.sampled_from(["apps/v1", "leaderworkerset.x-k8s.io/v1"]) | text_up_to(253))
-    _maybe(draw, ref, "kind", st.sampled_from(["Deployment", "StatefulSet"]) | text_up_to(63))
+    _maybe(draw, ref, "apiVersion", st.sampled_from(("apps/v1", "leaderworkerset.x-k8s.io/v1")) | text_up_to(253))
+    _maybe(draw, ref, "kind", st.sampled_from(("Deployment", "StatefulSet")) | text_up_to(63))
     _maybe(draw, ref, "container", text_up_to(63))
     return ref
 
 
+@cache
 @st.composite
 def custom_queries(draw: st.DrawFn) -> dict[str, Any]:
-    promql = st.sampled_from(['sum by (namespace, pod) (rate(requests_total{pod=~"$pods"}[$window]))',
-                              "histogram_quantile($quantile, latency_bucket)"]) | text_up_to(4096)
+    promql = st.sampled_from(('sum by (namespace, pod) (rate(requests_total{pod=~"$pods"}[$window]))',
+                              "histogram_quantile($quantile, latency_bucket)")) | text_up_to(4096)
     queries = {"latency": draw(promql), "requestRate": draw(promql)}
     _maybe(draw, queries, "memory", promql)
     _maybe(draw, queries, "queue", promql)
     return queries
 
 
+@cache
 @st.composite
 def latency_budgets(draw: st.DrawFn) -> dict[str, Any]:
     latency: dict[str, Any] = {"thresholdMs": draw(integers_between(1, 3_600_000))}
     _maybe(draw, latency, "percentile", floats_between(0, 100, open_low=True, open_high=True))
-    _maybe(draw, latency, "signal", st.sampled_from(["e2e", "ttft", "itl", "queue"]))
+    _maybe(draw, latency, "signal", st.sampled_from(("e2e", "ttft", "itl", "queue")))
     _maybe(draw, latency, "windowSeconds", integers_between(15, 3600))
     return latency
 
 
+@cache
 @st.composite
 def memory_budgets(draw: st.DrawFn) -> dict[str, Any]:
-    kinds = draw(st.sampled_from([("maxPerReplica",), ("maxTotal",), ("maxPerReplica", "maxTotal")]))
+    kinds = draw(st.sampled_from((("maxPerReplica",), ("maxTotal",), ("maxPerReplica", "maxTotal"))))
     memory: dict[str, Any] = {}
     if kinds == ("maxPerReplica", "maxTotal"):  # per replica no larger than the total
         gib = draw(st.integers(1, 1024))
         memory = {"maxPerReplica": f"{gib}Gi", "maxTotal": f"{gib * draw(st.integers(1, 64))}Gi"}
     else:
         memory = {kinds[0]: draw(memory_quantities())}
-    _maybe(draw, memory, "signal", st.sampled_from(["gpu", "container", "declared"]))
+    _maybe(draw, memory, "signal", st.sampled_from(("gpu", "container", "declared")))
     return memory
 
 
+@cache
 @st.composite
 def cost_budgets(draw: st.DrawFn) -> dict[str, Any]:
     cost = {"maxPerHour": draw(money())}
-    _maybe(draw, cost, "currency", st.sampled_from(["USD", "EUR", "JPY"]) | st.text(string.ascii_uppercase,
+    _maybe(draw, cost, "currency", st.sampled_from(("USD", "EUR", "JPY")) | st.text(string.ascii_uppercase,
                                                                                      min_size=3, max_size=3))
     return cost
 
 
+@cache
 @st.composite
 def container_overrides(draw: st.DrawFn) -> dict[str, Any]:
     container: dict[str, Any] = {}
@@ -167,7 +182,7 @@ def container_overrides(draw: st.DrawFn) -> dict[str, Any]:
     _maybe(draw, container, "args", st.lists(text_up_to(1024), max_size=4))
     env = st.fixed_dictionaries({"name": text_up_to(256)}, optional={"value": text_up_to(4096)})
     _maybe(draw, container, "env", st.lists(env, max_size=3))
-    resource_names = st.sampled_from(["cpu", "memory", "nvidia.com/gpu"]) | st.text(max_size=20)
+    resource_names = st.sampled_from(("cpu", "memory", "nvidia.com/gpu")) | st.text(max_size=20)
     resources = st.dictionaries(resource_names, memory_quantities(), max_size=4)
     _maybe(draw, container, "resources", st.fixed_dictionaries({}, optional={"limits": resources,
                                                                               "requests": resources}))
@@ -189,7 +204,7 @@ def variant_specs(draw: st.DrawFn, name: str) -> dict[str, Any]:
 def policies(draw: st.DrawFn, best_quality: float, replicas: tuple[int, int]) -> dict[str, Any]:
     """A policy whose quality floor some variant meets and whose fallback lies within the replica bounds."""
     policy: dict[str, Any] = {}
-    _maybe(draw, policy, "objective", st.sampled_from(["MinimizeCost", "MaximizeQuality"]))
+    _maybe(draw, policy, "objective", st.sampled_from(("MinimizeCost", "MaximizeQuality")))
     _maybe(draw, policy, "minQuality", floats_between(0, best_quality))
     _maybe(draw, policy, "scaleUp", st.fixed_dictionaries({}, optional={
         "stabilizationSeconds": integers_between(0, 3600), "maxStepPercent": integers_between(1, 1000),
@@ -200,7 +215,7 @@ def policies(draw: st.DrawFn, best_quality: float, replicas: tuple[int, int]) ->
         "cooldownSeconds": integers_between(0, 86400), "sustainSeconds": integers_between(0, 3600),
         "failureBackoffSeconds": integers_between(0, 604800)}))
     missing: dict[str, Any] = {}
-    _maybe(draw, missing, "action", st.sampled_from(["Hold", "Fallback"]))
+    _maybe(draw, missing, "action", st.sampled_from(("Hold", "Fallback")))
     if missing.get("action") == "Fallback" or draw(st.booleans()):
         missing["fallbackReplicas"] = draw(integers_between(*replicas))
     _maybe(draw, missing, "afterSeconds", integers_between(0, 86400))
@@ -209,12 +224,13 @@ def policies(draw: st.DrawFn, best_quality: float, replicas: tuple[int, int]) ->
     return policy
 
 
+@cache
 @st.composite
 def prometheus_sources(draw: st.DrawFn) -> dict[str, Any]:
     source: dict[str, Any] = {}
     host = st.text(string.ascii_lowercase + string.digits + ".-:", min_size=1, max_size=40)
-    url = st.builds(lambda scheme, h, rest: f"{scheme}://{h}{rest}", st.sampled_from(["http", "https"]), host,
-                    st.sampled_from(["", "/", "/prometheus", "?x=1"]))
+    url = st.builds(lambda scheme, h, rest: f"{scheme}://{h}{rest}", st.sampled_from(("http", "https")), host,
+                    st.sampled_from(("", "/", "/prometheus", "?x=1")))
     _maybe(draw, source, "url", url)
     secret = st.fixed_dictionaries({"name": text_up_to(253), "key": text_up_to(253)})
     _maybe(draw, source, "bearerTokenSecretRef", secret)
@@ -223,6 +239,7 @@ def prometheus_sources(draw: st.DrawFn) -> dict[str, Any]:
     return source
 
 
+@cache
 @st.composite
 def valid_specs(draw: st.DrawFn) -> dict[str, Any]:
     """A spec the API server accepts, as a manifest spells it (camelCase; optional fields left out or set)."""
@@ -230,7 +247,7 @@ def valid_specs(draw: st.DrawFn) -> dict[str, Any]:
     variants = [draw(variant_specs(name)) for name in names]
     spec: dict[str, Any] = {"targetRef": draw(target_refs()), "latency": draw(latency_budgets()),
                             "variants": variants}
-    server = draw(st.sampled_from(["vllm", "tgi", "triton", "custom", None]))
+    server = draw(st.sampled_from(("vllm", "tgi", "triton", "custom", None)))
     if server is not None:
         spec["server"] = server
     if server == "custom":
@@ -244,7 +261,7 @@ def valid_specs(draw: st.DrawFn) -> dict[str, Any]:
     _maybe(draw, spec, "memory", memory_budgets())
     _maybe(draw, spec, "cost", cost_budgets())
     _maybe(draw, spec, "policy", policies(max(v["quality"] for v in variants), replicas))
-    _maybe(draw, spec, "mode", st.sampled_from(["Enforce", "Advise"]))
+    _maybe(draw, spec, "mode", st.sampled_from(("Enforce", "Advise")))
     _maybe(draw, spec, "paused", st.booleans())
     _maybe(draw, spec, "prometheus", prometheus_sources())
     return spec
@@ -255,6 +272,7 @@ def manifest_of(spec: dict[str, Any], name: str = "fuzzed") -> Manifest:
             "spec": spec}
 
 
+@cache
 def valid_manifests() -> st.SearchStrategy[Manifest]:
     return valid_specs().map(manifest_of)
 
@@ -327,8 +345,8 @@ def _other_type_values(path: Path, value: Any) -> st.SearchStrategy[Any]:
     fraction for a number field (`number` fields take both)."""
     kinds: dict[str, st.SearchStrategy[Any]] = {
         "string": st.text(max_size=5), "boolean": st.booleans(), "array": st.lists(st.integers(0, 3), max_size=2),
-        "object": st.dictionaries(st.sampled_from(["a", "b"]), st.integers(0, 3), max_size=1),
-        "integer": st.integers(-3, 3), "fraction": st.sampled_from([0.5, -1.25, 1e-3])}
+        "object": st.dictionaries(st.sampled_from(("a", "b")), st.integers(0, 3), max_size=1),
+        "integer": st.integers(-3, 3), "fraction": st.sampled_from((0.5, -1.25, 1e-3))}
     taken = {str: {"string"}, bool: {"boolean"}, list: {"array"}, dict: {"object"}}.get(type(value), {"integer"})
     if isinstance(value, float) or path[-1] in NUMBER_FIELDS:
         taken = {"integer", "fraction"}
@@ -457,20 +475,20 @@ def _consistent(manifest: Manifest) -> Manifest:
 
 def not_in_enum(draw: st.DrawFn, manifest: Manifest) -> Mutant:
     path = _spec_path(draw(st.sampled_from(ENUMS)))
-    value = draw(st.sampled_from(["", "enforce", "VLLM", "other", " Hold"]))
+    value = draw(st.sampled_from(("", "enforce", "VLLM", "other", " Hold")))
     return _mutant(with_value(_ensure(manifest, path, ""), path, value), f"{path_text(path)}: {value!r}", path)
 
 
 def bad_quantity(draw: st.DrawFn, manifest: Manifest) -> Mutant:
-    where = draw(st.sampled_from([("variants", 0, "memory"), ("memory", "maxPerReplica"), ("memory", "maxTotal"),
-                                  ("variants", 0, "container", "resources", "limits", "nvidia.com/gpu")]))
+    where = draw(st.sampled_from((("variants", 0, "memory"), ("memory", "maxPerReplica"), ("memory", "maxTotal"),
+                                  ("variants", 0, "container", "resources", "limits", "nvidia.com/gpu"))))
     value = draw(st.sampled_from(NOT_QUANTITIES))
     path = _spec_path(where)
     return _mutant(with_value(_ensure(manifest, path, "1"), path, value), f"{path_text(path)}: {value!r}", path)
 
 
 def bad_money(draw: st.DrawFn, manifest: Manifest) -> Mutant:
-    path = _spec_path(draw(st.sampled_from([("variants", 0, "costPerReplicaHour"), ("cost", "maxPerHour")])))
+    path = _spec_path(draw(st.sampled_from((("variants", 0, "costPerReplicaHour"), ("cost", "maxPerHour")))))
     value = draw(st.sampled_from(NOT_MONEY) | text_over(32).map(lambda t: "1" * len(t)))
     return _mutant(with_value(_ensure(manifest, path, "1"), path, value), f"{path_text(path)}: {value!r}", path)
 
@@ -494,7 +512,7 @@ def no_variants(draw: st.DrawFn, manifest: Manifest) -> Mutant:
 
 
 def bad_variant_name(draw: st.DrawFn, manifest: Manifest) -> Mutant:
-    value = draw(st.sampled_from(["", "-a", "a-", "a b", "a/b", "ä", "a\n", ".", "_x"]))
+    value = draw(st.sampled_from(("", "-a", "a-", "a b", "a/b", "ä", "a\n", ".", "_x")))
     path = ("spec", "variants", 0, "name")
     return _mutant(with_value(manifest, path, value), f"variant name {value!r}", path)
 
@@ -502,18 +520,18 @@ def bad_variant_name(draw: st.DrawFn, manifest: Manifest) -> Mutant:
 def _cross_field(draw: st.DrawFn, manifest: Manifest) -> tuple[Manifest, str, Path]:
     """Break one rule that relates several fields; the path is where the API server reports it."""
     spec = copy.deepcopy(manifest)["spec"]
-    rule = draw(st.sampled_from(["memory-empty", "memory-order", "currency", "replicas", "fallback-missing",
+    rule = draw(st.sampled_from(("memory-empty", "memory-order", "currency", "replicas", "fallback-missing",
                                  "fallback-range", "url", "duplicate-names", "min-quality", "custom-no-queries",
-                                 "queries-not-custom"]))
+                                 "queries-not-custom")))
     if rule == "memory-empty":
-        spec["memory"] = draw(st.sampled_from([{}, {"signal": "gpu"}]))
+        spec["memory"] = dict(draw(st.sampled_from(({}, {"signal": "gpu"}))))
         where: Path = ("memory",)
     elif rule == "memory-order":
         small = draw(st.integers(1, 100))
         spec["memory"] = {"maxPerReplica": f"{small + 1}Gi", "maxTotal": f"{small}Gi"}
         where = ("memory", "maxPerReplica")
     elif rule == "currency":
-        spec["cost"] = {"maxPerHour": "1", "currency": draw(st.sampled_from(["usd", "US", "U$D", "12"]))}
+        spec["cost"] = {"maxPerHour": "1", "currency": draw(st.sampled_from(("usd", "US", "U$D", "12")))}
         where = ("cost", "currency")
     elif rule == "replicas":
         low = draw(st.integers(2, 1000))
@@ -525,11 +543,11 @@ def _cross_field(draw: st.DrawFn, manifest: Manifest) -> tuple[Manifest, str, Pa
         where = ("policy", "whenMetricsMissing", "fallbackReplicas")
     elif rule == "fallback-range":
         spec["replicas"] = {"min": 2, "max": 5}
-        spec.setdefault("policy", {})["whenMetricsMissing"] = {"fallbackReplicas": draw(st.sampled_from([1, 6]))}
+        spec.setdefault("policy", {})["whenMetricsMissing"] = {"fallbackReplicas": draw(st.sampled_from((1, 6)))}
         where = ("policy", "whenMetricsMissing", "fallbackReplicas")
     elif rule == "url":
-        spec["prometheus"] = {"url": draw(st.sampled_from(["prometheus:9090", "ftp://x", "http://", "https:///x",
-                                                           "HTTP://x", " http://x"]))}
+        spec["prometheus"] = {"url": draw(st.sampled_from(("prometheus:9090", "ftp://x", "http://", "https:///x",
+                                                           "HTTP://x", " http://x")))}
         where = ("prometheus", "url")
     elif rule == "duplicate-names":
         spec["variants"] = [*spec["variants"], {**spec["variants"][0]}]
@@ -546,7 +564,7 @@ def _cross_field(draw: st.DrawFn, manifest: Manifest) -> tuple[Manifest, str, Pa
         spec.pop("queries", None)
         where = ("queries",)
     else:
-        spec["server"] = draw(st.sampled_from(["vllm", "tgi", "triton"]))
+        spec["server"] = draw(st.sampled_from(("vllm", "tgi", "triton")))
         spec["queries"] = {"latency": "up", "requestRate": "up"}
         where = ("queries",)
     return {**manifest, "spec": spec}, rule, where
@@ -562,6 +580,7 @@ MUTATIONS: tuple[Mutation, ...] = (wrong_type, unknown_field, required_field_rem
                                    bad_variant_name, cross_field)
 
 
+@cache
 @st.composite
 def invalid_manifests(draw: st.DrawFn) -> Mutant:
     """A valid manifest broken in one way, with the field the rejection must name."""
@@ -571,6 +590,7 @@ def invalid_manifests(draw: st.DrawFn) -> Mutant:
 
 # --- manifests whose verdict only the API server knows -----------------------------------------------------
 
+@cache
 @st.composite
 def edge_manifests(draw: st.DrawFn) -> Manifest:
     """A valid manifest with one change the API server has finer rules for: a field set to null (pruned, then
@@ -579,7 +599,7 @@ def edge_manifests(draw: st.DrawFn) -> Manifest:
     manifest = draw(valid_manifests())
     spec_nodes = [(path, value) for path, value in nodes(manifest["spec"], ("spec",)) if len(path) > 1]
     path, value = draw(st.sampled_from(spec_nodes))
-    change = draw(st.sampled_from(["null", "integral-float", "remove", "quantity", "newline"]))
+    change = draw(st.sampled_from(("null", "integral-float", "remove", "quantity", "newline")))
     if change == "null":
         return with_value(manifest, path, None)
     if change == "integral-float" and isinstance(value, int) and not isinstance(value, bool):
@@ -587,15 +607,15 @@ def edge_manifests(draw: st.DrawFn) -> Manifest:
     if change == "remove" and isinstance(path[-1], str):
         return without(manifest, path)
     if change == "quantity":
-        odd = draw(st.sampled_from(["+", "-", ".", "+.", "-.5", "1.", "0.5n", "0.9n", "9Ei", "100Ei", "1e400",
-                                    "1e4294967296", "1e-20", "1E", "1K", "1ki", "1e+3", "0e0", "00001"])
+        odd = draw(st.sampled_from(("+", "-", ".", "+.", "-.5", "1.", "0.5n", "0.9n", "9Ei", "100Ei", "1e400",
+                                    "1e4294967296", "1e-20", "1E", "1K", "1ki", "1e+3", "0e0", "00001"))
                    | quantities())
         spec = manifest["spec"]
-        target = draw(st.sampled_from(["variant", "per-replica", "total", "both"]))
+        target = draw(st.sampled_from(("variant", "per-replica", "total", "both")))
         if target == "variant":
             spec["variants"][0]["memory"] = odd
         elif target == "both":
-            spec["memory"] = {"maxPerReplica": odd, "maxTotal": draw(st.sampled_from(["9.3e18", "1n", "1", "0.5n"])
+            spec["memory"] = {"maxPerReplica": odd, "maxTotal": draw(st.sampled_from(("9.3e18", "1n", "1", "0.5n"))
                                                                         | quantities())}
         else:
             spec["memory"] = {"maxPerReplica" if target == "per-replica" else "maxTotal": odd}
@@ -605,14 +625,15 @@ def edge_manifests(draw: st.DrawFn) -> Manifest:
     return manifest
 
 
+@cache
 def any_manifests() -> st.SearchStrategy[Manifest]:
     return st.one_of(valid_manifests(), invalid_manifests().map(lambda mutant: mutant.manifest), edge_manifests())
 
 
 # --- what the engine sees ----------------------------------------------------------------------------------
 
-EXTREME_RATES = st.one_of(st.none(), st.floats(0, 1e12, allow_nan=False), st.sampled_from([0.0, 5e-324, 1e300]))
-EXTREME_LATENCIES = st.one_of(st.none(), st.floats(0, 1e9, allow_nan=False), st.sampled_from([0.0, 5e-324, 1e300]))
+EXTREME_RATES = st.one_of(st.none(), st.floats(0, 1e12, allow_nan=False), st.sampled_from((0.0, 5e-324, 1e300)))
+EXTREME_LATENCIES = st.one_of(st.none(), st.floats(0, 1e9, allow_nan=False), st.sampled_from((0.0, 5e-324, 1e300)))
 
 
 @st.composite
@@ -626,18 +647,74 @@ def observations(draw: st.DrawFn, variants: list[str], now: float) -> Observatio
         sampled_at=draw(st.one_of(st.none(), st.floats(now - 1e6, now + 60, allow_nan=False))),
         requests_per_second=draw(EXTREME_RATES), latency_ms=draw(EXTREME_LATENCIES),
         memory_per_replica_bytes=draw(st.one_of(st.none(), st.integers(0, 2**63 - 1))),
-        variant=draw(st.sampled_from([*variants, None, "not-a-variant"])),
+        variant=draw(st.sampled_from((*variants, None, "not-a-variant"))),
         desired_replicas=desired, ready_replicas=draw(st.integers(0, desired + 2)),
         rollout_in_progress=draw(st.booleans()), failed_rollout=failed,
-        metrics_available=draw(st.sampled_from([True, True, True, False])))
+        metrics_available=draw(st.sampled_from((True, True, True, False))))
 
 
 @st.composite
 def histories(draw: st.DrawFn, variants: list[str], length: int = 12) -> list[tuple[float, Observation]]:
     """(now, observation) for each cycle, time never going backwards but cycles of any spacing."""
-    now = draw(st.sampled_from([0.0, 1.7e9]))
+    now = draw(st.sampled_from((0.0, 1.7e9)))
     steps = []
     for _ in range(draw(st.integers(1, length))):
-        now += draw(st.sampled_from([0.0, 0.001, 15.0, 30.0, 3600.0, 1e6]))
+        now += draw(st.sampled_from((0.0, 0.001, 15.0, 30.0, 3600.0, 1e6)))
         steps.append((now, draw(observations(variants, now))))
     return steps
+
+
+# --- cases the fuzzing found -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Found:
+    """A manifest on which `inferbudget validate` once disagreed with the API server (or raised), and the
+    fields the API server names in rejecting it (none: it accepts it)."""
+
+    what: str
+    manifest: Manifest
+    fields: frozenset[str] = frozenset()
+
+
+def _variant(**fields: Any) -> list[dict[str, Any]]:
+    return [{"name": "a", "quality": 0.5, "costPerReplicaHour": "1", "memory": "1Gi", **fields}]
+
+
+def _minimal(**spec: Any) -> Manifest:
+    return manifest_of({"targetRef": {"name": "llm"}, "latency": {"thresholdMs": 800}, "variants": _variant(),
+                        **spec})
+
+
+FOUND: tuple[Found, ...] = (
+    Found("a null field is dropped, then defaulted", _minimal(replicas=None)),
+    Found("a null required field is missing", _minimal(latency={"thresholdMs": None}),
+          frozenset({"spec.latency.thresholdMs"})),
+    Found("a null map entry is dropped",
+          _minimal(variants=_variant(container={"resources": {"limits": {"cpu": None}}}))),
+    Found("a unit without digits is zero", _minimal(variants=_variant(memory="Gi"))),
+    Found("a sign and a point are zero", _minimal(memory={"maxPerReplica": "+."})),
+    Found("finer than a nano needs a digit", _minimal(memory={"maxPerReplica": ".e-20"}),
+          frozenset({"spec.memory.maxPerReplica"})),
+    Found("below a nano rounds up to 1n", _minimal(memory={"maxPerReplica": "0.9n", "maxTotal": "0.5n"})),
+    Found("binary units stop at 2**63-1", _minimal(memory={"maxPerReplica": "9Ei", "maxTotal": "9.3e18"})),
+    Found("an exponent wraps at 32 bits (validate raised decimal.Overflow)",
+          _minimal(memory={"maxPerReplica": "1e4294967296", "maxTotal": "2"})),
+    Found("an exponent wraps at 32 bits, 2**32+1 is 1",
+          _minimal(memory={"maxPerReplica": "1e4294967297", "maxTotal": "2"}),
+          frozenset({"spec.memory.maxPerReplica"})),
+    Found("an integer written 800.0 is an integer", _minimal(latency={"thresholdMs": 800.0})),
+    Found("a rule cannot read an integer written 2.0", _minimal(replicas={"min": 2.0, "max": 5}),
+          frozenset({"spec.replicas"})),
+    Found("too few items does not stop the rules", _minimal(variants=[]),
+          frozenset({"spec.variants", "spec.policy.minQuality"})),
+    Found("out of range does not stop the rules",
+          _minimal(latency={"thresholdMs": 0}, replicas={"min": 3, "max": 2}),
+          frozenset({"spec.latency.thresholdMs", "spec.replicas"})),
+    Found("the schema check names a map entry with a dot",
+          _minimal(variants=_variant(container={"resources": {"limits": {"a": 1}}})),
+          frozenset({"spec.variants[0].container.resources.limits.a"})),
+    Found("quantity() of a non-quantity fails where the rule is",
+          _minimal(memory={"maxPerReplica": "abc", "maxTotal": "1Gi"}),
+          frozenset({"spec.memory", "spec.memory.maxPerReplica"})),
+    Found("apiVersion is read case-insensitively first", {**_minimal(), "apiversion": 1}, frozenset({"apiVersion"})),
+)

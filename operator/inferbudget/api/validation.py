@@ -217,10 +217,24 @@ def _metadata_problems(manifest: dict[str, Any]) -> Iterator[Problem]:
                                        "consist of lower case alphanumeric characters, '-' or '.'")
 
 
+def _type_meta_problems(manifest: dict[str, Any]) -> Iterator[Problem]:
+    """The API server reads apiVersion and kind first with Go's case-insensitive JSON decoding, so `kind`
+    spelled KIND or `apiversion` is read as them too, and fails the request when it is not a string (as a
+    string it is just an unknown field)."""
+    for key, value in manifest.items():
+        for field in ("apiVersion", "kind"):
+            if key != field and key.lower() == field.lower() and not isinstance(value, str):
+                yield Problem(field, f"couldn't get version/kind; json parse error: cannot unmarshal "
+                                     f"{_json_type(value)} into Go struct field .{field} of type string")
+
+
 def validate_manifest(manifest: dict[str, Any]) -> list[Problem]:
     """Every problem the API server would report creating this InferenceBudget (none: it is accepted)."""
     if manifest.get("apiVersion") != API_VERSION or manifest.get("kind") != KIND:
         return [Problem("apiVersion", f"expected apiVersion: {API_VERSION} and kind: {KIND}")]
+    unreadable = list(_type_meta_problems(manifest))
+    if unreadable:
+        return unreadable
     schema = root_schema()
     undeclared = list(unknown_fields({k: v for k, v in manifest.items() if k != "metadata"}, schema, ""))
     if undeclared:

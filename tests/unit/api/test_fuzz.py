@@ -19,6 +19,8 @@ import yaml
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from tests.support.strategies import (
+    FOUND,
+    Found,
     Manifest,
     Mutant,
     any_manifests,
@@ -78,6 +80,16 @@ def test_each_broken_manifest_is_rejected_naming_the_broken_field(mutant: Mutant
     assert problems, f"accepted after {mutant.mutation}"
     assert any(related(problem.path, mutant.path) for problem in problems), (mutant.mutation, problems)
     assert all(names_a_field(problem, mutant.manifest) for problem in problems), problems
+
+
+@pytest.mark.parametrize("case", FOUND, ids=[case.what for case in FOUND])
+def test_what_the_fuzzing_found_stays_fixed(case: Found) -> None:
+    """Each case once made validate disagree with the API server (tests/e2e/test_fuzz.py checks it there)."""
+    problems = validate_manifest(case.manifest)
+
+    assert {problem.path for problem in problems} - {"<nil>"} == case.fields
+    if not case.fields:
+        accepted_spec(case.manifest)
 
 
 JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
