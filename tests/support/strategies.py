@@ -182,7 +182,7 @@ def container_overrides(draw: st.DrawFn) -> dict[str, Any]:
     _maybe(draw, container, "args", st.lists(text_up_to(1024), max_size=4))
     env = st.fixed_dictionaries({"name": text_up_to(256)}, optional={"value": text_up_to(4096)})
     _maybe(draw, container, "env", st.lists(env, max_size=3))
-    resource_names = st.sampled_from(("cpu", "memory", "nvidia.com/gpu")) | st.text(max_size=20)
+    resource_names = st.sampled_from(("cpu", "memory", "nvidia.com/gpu")) | text_up_to(128)
     resources = st.dictionaries(resource_names, memory_quantities(), max_size=4)
     _maybe(draw, container, "resources", st.fixed_dictionaries({}, optional={"limits": resources,
                                                                               "requests": resources}))
@@ -501,6 +501,15 @@ def too_long(draw: st.DrawFn, manifest: Manifest) -> Mutant:
     return _mutant(with_value(_ensure(manifest, path, ""), path, value), f"{path_text(path)} too long", path)
 
 
+def bad_resources(draw: st.DrawFn, manifest: Manifest) -> Mutant:
+    """A resource name longer than the model takes, or more resources than the schema allows."""
+    kind = draw(st.sampled_from(("limits", "requests")))
+    long_name = draw(text_over(128))
+    entries = draw(st.sampled_from(({long_name: "1"}, {f"r{index}": "1" for index in range(17)})))
+    path = ("spec", "variants", 0, "container", "resources", kind)
+    return _mutant(with_value(_ensure(manifest, path, {}), path, entries), f"{kind}: {len(entries)} entries", path)
+
+
 def too_many_variants(draw: st.DrawFn, manifest: Manifest) -> Mutant:
     first = manifest["spec"]["variants"][0]
     variants = [{**first, "name": f"v{index}"} for index in range(17)]
@@ -576,7 +585,7 @@ def cross_field(draw: st.DrawFn, manifest: Manifest) -> Mutant:
 
 
 MUTATIONS: tuple[Mutation, ...] = (wrong_type, unknown_field, required_field_removed, out_of_range, not_in_enum,
-                                   bad_quantity, bad_money, too_long, too_many_variants, no_variants,
+                                   bad_quantity, bad_money, too_long, bad_resources, too_many_variants, no_variants,
                                    bad_variant_name, cross_field)
 
 
@@ -705,8 +714,8 @@ FOUND: tuple[Found, ...] = (
     Found("an integer written 800.0 is an integer", _minimal(latency={"thresholdMs": 800.0})),
     Found("a rule cannot read an integer written 2.0", _minimal(replicas={"min": 2.0, "max": 5}),
           frozenset({"spec.replicas"})),
-    Found("too few items does not stop the rules", _minimal(variants=[]),
-          frozenset({"spec.variants", "spec.policy.minQuality"})),
+    Found("too few items does not stop the rules (and no variants is not a quality floor too high)",
+          _minimal(variants=[], replicas={"min": 3, "max": 2}), frozenset({"spec.variants", "spec.replicas"})),
     Found("out of range does not stop the rules",
           _minimal(latency={"thresholdMs": 0}, replicas={"min": 3, "max": 2}),
           frozenset({"spec.latency.thresholdMs", "spec.replicas"})),
@@ -716,5 +725,8 @@ FOUND: tuple[Found, ...] = (
     Found("quantity() of a non-quantity fails where the rule is",
           _minimal(memory={"maxPerReplica": "abc", "maxTotal": "1Gi"}),
           frozenset({"spec.memory", "spec.memory.maxPerReplica"})),
+    Found("a resource name the model refuses (the operator could not read the budget)",
+          _minimal(variants=_variant(container={"resources": {"limits": {"x" * 129: "1"}}})),
+          frozenset({"spec.variants[0].container.resources.limits"})),
     Found("apiVersion is read case-insensitively first", {**_minimal(), "apiversion": 1}, frozenset({"apiVersion"})),
 )
