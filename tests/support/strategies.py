@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import os
 import string
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -193,8 +194,8 @@ def container_overrides(draw: st.DrawFn) -> dict[str, Any]:
 def variant_specs(draw: st.DrawFn, name: str) -> dict[str, Any]:
     variant: dict[str, Any] = {"name": name, "quality": draw(floats_between(0, 1, open_low=True)),
                                "costPerReplicaHour": draw(money()), "memory": draw(memory_quantities())}
-    _maybe(draw, variant, "capacityHint", st.fixed_dictionaries(
-        {"requestsPerSecond": floats_between(0, 1_000_000, open_low=True)}))
+    capacity = floats_between(0, 1_000_000, open_low=True) | st.sampled_from((5e-324, 1e-300, 1_000_000))
+    _maybe(draw, variant, "capacityHint", st.fixed_dictionaries({"requestsPerSecond": capacity}))
     _maybe(draw, variant, "startupSeconds", integers_between(0, 3600))
     _maybe(draw, variant, "container", container_overrides())
     return variant
@@ -641,8 +642,9 @@ def any_manifests() -> st.SearchStrategy[Manifest]:
 
 # --- what the engine sees ----------------------------------------------------------------------------------
 
-EXTREME_RATES = st.one_of(st.none(), st.floats(0, 1e12, allow_nan=False), st.sampled_from((0.0, 5e-324, 1e300)))
-EXTREME_LATENCIES = st.one_of(st.none(), st.floats(0, 1e9, allow_nan=False), st.sampled_from((0.0, 5e-324, 1e300)))
+EXTREMES = st.sampled_from((0.0, 5e-324, 1e-300, 1e300, sys.float_info.max))
+EXTREME_RATES = st.one_of(st.none(), st.floats(0, 1e12, allow_nan=False), EXTREMES)
+EXTREME_LATENCIES = st.one_of(st.none(), st.floats(0, 1e9, allow_nan=False), EXTREMES)
 
 
 @st.composite

@@ -11,6 +11,7 @@ import io
 import json
 import math
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ from tests.support.strategies import (
 from inferbudget.api.spec import InferenceBudgetSpec
 from inferbudget.api.validation import Problem, apply_defaults, root_schema, validate_manifest
 from inferbudget.cli import main
-from inferbudget.engine import EngineState, decide
+from inferbudget.engine import EngineState, Observation, decide
 
 FUZZ = fuzz_settings(100)
 FEWER = fuzz_settings(50)  # examples that each run the CLI or a dozen engine cycles
@@ -128,12 +129,8 @@ def test_the_validate_command_prints_the_same_verdict(manifest: Manifest, manife
         (p.path, p.message) for p in expected]
 
 
-@FEWER
-@given(st.one_of(valid_manifests(), edge_manifests()), st.data())
-def test_every_accepted_spec_goes_through_the_engine(manifest: Manifest, data: st.DataObject) -> None:
-    assume(validate_manifest(manifest) == [])
-    spec = accepted_spec(manifest)
-    history = data.draw(histories([variant.name for variant in spec.variants]))
+def run_engine(spec: InferenceBudgetSpec, history: list[tuple[float, Observation]]) -> None:
+    """Every cycle of the history through decide(), with the checks that hold for any input."""
     state = EngineState()
     for now, observation in history:
         decision, state = decide(spec, observation, state, now)
@@ -144,3 +141,28 @@ def test_every_accepted_spec_goes_through_the_engine(manifest: Manifest, data: s
             assert figure is None or math.isfinite(figure), decision
         # The state goes to status.engineState as JSON and comes back from it on the next cycle.
         state = EngineState.from_json(json.loads(json.dumps(state.to_json(), allow_nan=False)))
+
+
+@FEWER
+@given(st.one_of(valid_manifests(), edge_manifests()), st.data())
+def test_every_accepted_spec_goes_through_the_engine(manifest: Manifest, data: st.DataObject) -> None:
+    assume(validate_manifest(manifest) == [])
+    spec = accepted_spec(manifest)
+    run_engine(spec, data.draw(histories([variant.name for variant in spec.variants])))
+
+
+@pytest.mark.parametrize(("capacity", "rate", "latency_ms"), [
+    (5e-324, 1e300, 1e300),  # OverflowError: ceil(inf) replicas
+    (1.0, sys.float_info.max, 100.0),  # OverflowError squaring rates for the trend
+    (None, 1e300, 1e-300),  # inf in the latency fit: the state could not be written as JSON
+    (5e-324, 1e9, 1000.0),  # the largest plausible rate at the smallest capacity
+])
+def test_extreme_figures_the_fuzzing_found_stay_harmless(capacity: float | None, rate: float,
+                                                          latency_ms: float) -> None:
+    hint = {} if capacity is None else {"capacityHint": {"requestsPerSecond": capacity}}
+    variant = {"name": "a", "quality": 1, "costPerReplicaHour": "1", "memory": "1Gi", **hint}
+    spec = accepted_spec(manifest_of({"targetRef": {"name": "llm"}, "latency": {"thresholdMs": 800},
+                                      "variants": [variant], "replicas": {"min": 1, "max": 1000}}))
+    run_engine(spec, [(now * 15.0, Observation(
+        sampled_at=now * 15.0, requests_per_second=rate / (1 + now % 2), latency_ms=latency_ms, variant="a",
+        desired_replicas=3, ready_replicas=3)) for now in range(12)])
