@@ -40,16 +40,18 @@ def fuzz_settings(default_examples: int) -> settings:
 
 # --- values ------------------------------------------------------------------------------------------------
 
+CHARACTERS = st.characters(codec="utf-8")  # what a manifest can hold: no lone surrogates
+
 @cache
 def text_up_to(limit: int) -> st.SearchStrategy[str]:
     """Any text within `limit` characters, often short, sometimes right at the limit."""
-    at_limit = st.builds(lambda char, length: char * length, st.characters(), st.integers(limit - 2, limit))
+    at_limit = st.builds(lambda char, length: char * length, CHARACTERS, st.integers(limit - 2, limit))
     return st.one_of(st.text(max_size=min(limit, 24)), at_limit)
 
 
 @cache
 def text_over(limit: int) -> st.SearchStrategy[str]:
-    return st.builds(lambda char, extra: char * (limit + extra), st.characters(), st.integers(1, 3))
+    return st.builds(lambda char, extra: char * (limit + extra), CHARACTERS, st.integers(1, 3))
 
 
 @cache
@@ -370,8 +372,10 @@ def unknown_field(draw: st.DrawFn, manifest: Manifest) -> Mutant:
     key = draw(st.one_of(st.text(string.ascii_letters + string.digits + "_-", min_size=1, max_size=12),
                          st.sampled_from([key.lower() for key in existing] + [key.upper() for key in existing]
                                          or ["Name"])).filter(lambda k: k not in existing and k != "status"))
-    return Mutant(with_value(manifest, (*path, key), 1), f"unknown field {key!r} in {path_text(path)}",
-                  path_text((*path, key)))
+    named = path_text((*path, key))
+    if not path and key.lower() in ("apiversion", "kind"):  # read case-insensitively as those, and not a string
+        named = {"apiversion": "apiVersion", "kind": "kind"}[key.lower()]
+    return Mutant(with_value(manifest, (*path, key), 1), f"unknown field {key!r} in {path_text(path)}", named)
 
 
 REQUIRED = ("targetRef", "latency", "variants", "name", "thresholdMs", "quality", "costPerReplicaHour", "memory",
@@ -398,7 +402,7 @@ def required_field_removed(draw: st.DrawFn, manifest: Manifest) -> Mutant:
 
 # Fields with bounds, and values just outside them: (path in the spec, the values, what they break).
 OUT_OF_RANGE: tuple[tuple[Path, tuple[Any, ...]], ...] = (
-    (("latency", "thresholdMs"), (0, -1, 3_600_001, 10**12)),
+    (("latency", "thresholdMs"), (0, -1, 3_600_001, 10**12, 2**63, -(2**63) - 1, 1e16, 3.5)),
     (("latency", "percentile"), (0, 100, -0.5, 100.0001, 1e300)),
     (("latency", "windowSeconds"), (14, 3601)),
     (("replicas", "min"), (0, -1, 1001)),
@@ -511,6 +515,11 @@ def bad_resources(draw: st.DrawFn, manifest: Manifest) -> Mutant:
     return _mutant(with_value(_ensure(manifest, path, {}), path, entries), f"{kind}: {len(entries)} entries", path)
 
 
+def bad_name(draw: st.DrawFn, manifest: Manifest) -> Mutant:
+    name = draw(st.sampled_from(("", "Upper", "a_b", "-a", "a-", "a..b", "a" * 254, "a b", "\u00e4")))
+    return Mutant({**manifest, "metadata": {"name": name}}, f"metadata.name {name!r}", "metadata.name")
+
+
 def too_many_variants(draw: st.DrawFn, manifest: Manifest) -> Mutant:
     first = manifest["spec"]["variants"][0]
     variants = [{**first, "name": f"v{index}"} for index in range(17)]
@@ -587,7 +596,7 @@ def cross_field(draw: st.DrawFn, manifest: Manifest) -> Mutant:
 
 MUTATIONS: tuple[Mutation, ...] = (wrong_type, unknown_field, required_field_removed, out_of_range, not_in_enum,
                                    bad_quantity, bad_money, too_long, bad_resources, too_many_variants, no_variants,
-                                   bad_variant_name, cross_field)
+                                   bad_variant_name, cross_field, bad_name)
 
 
 @cache
