@@ -22,7 +22,7 @@ from inferbudget.api.validation import validate_manifest
 
 pytestmark = pytest.mark.e2e
 
-SAMPLE = settings(fuzz_settings(200), phases=[Phase.generate])
+SAMPLE = settings(fuzz_settings(150), phases=[Phase.generate])
 NOT_CHECKED = "<nil>"  # the API server's note that rules were skipped after a schema error: not a field
 
 

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from inferbudget.engine import FailedRollout, Observation
 
 Manifest = dict[str, Any]
-Path = tuple[str | int, ...]
+FieldPath = tuple[str | int, ...]
 
 
 def fuzz_settings(default_examples: int) -> settings:
@@ -282,7 +282,7 @@ def valid_manifests() -> st.SearchStrategy[Manifest]:
 
 # --- paths in a manifest -----------------------------------------------------------------------------------
 
-def path_text(path: Path) -> str:
+def path_text(path: FieldPath) -> str:
     """("spec", "variants", 0, "name") -> "spec.variants[0].name", as the API server writes field paths."""
     text = ""
     for part in path:
@@ -290,7 +290,7 @@ def path_text(path: Path) -> str:
     return text
 
 
-def nodes(value: Any, path: Path = ()) -> list[tuple[Path, Any]]:
+def nodes(value: Any, path: FieldPath = ()) -> list[tuple[FieldPath, Any]]:
     """Every (path, value) under value, value itself included."""
     found = [(path, value)]
     if isinstance(value, dict):
@@ -302,26 +302,26 @@ def nodes(value: Any, path: Path = ()) -> list[tuple[Path, Any]]:
     return found
 
 
-def at(value: Any, path: Path) -> Any:
+def at(value: Any, path: FieldPath) -> Any:
     for part in path:
         value = value[part]
     return value
 
 
-def with_value(manifest: Manifest, path: Path, value: Any) -> Manifest:
+def with_value(manifest: Manifest, path: FieldPath, value: Any) -> Manifest:
     changed = copy.deepcopy(manifest)
     parent = at(changed, path[:-1])
     parent[path[-1]] = value
     return changed
 
 
-def without(manifest: Manifest, path: Path) -> Manifest:
+def without(manifest: Manifest, path: FieldPath) -> Manifest:
     changed = copy.deepcopy(manifest)
     del at(changed, path[:-1])[path[-1]]
     return changed
 
 
-def _in_maps(path: Path) -> bool:
+def _in_maps(path: FieldPath) -> bool:
     """Keys of resources.limits/requests are names the user chooses, not fields."""
     return any(part in ("limits", "requests") for part in path[:-1])
 
@@ -343,7 +343,7 @@ Mutation = Callable[[st.DrawFn, Manifest], Mutant]
 NUMBER_FIELDS = ("percentile", "quality", "requestsPerSecond", "minQuality", "timeoutSeconds")
 
 
-def _other_type_values(path: Path, value: Any) -> st.SearchStrategy[Any]:
+def _other_type_values(path: FieldPath, value: Any) -> st.SearchStrategy[Any]:
     """JSON values of another type than the field's: no integer for an integer or number field, and no
     fraction for a number field (`number` fields take both)."""
     kinds: dict[str, st.SearchStrategy[Any]] = {
@@ -384,7 +384,7 @@ REQUIRED = ("targetRef", "latency", "variants", "name", "thresholdMs", "quality"
 
 def required_field_removed(draw: st.DrawFn, manifest: Manifest) -> Mutant:
     """Remove a field the schema requires (a variant's memory, not spec.memory, which is optional)."""
-    def required(path: Path) -> bool:
+    def required(path: FieldPath) -> bool:
         if not path or path[-1] not in REQUIRED or _in_maps(path) or path[0] != "spec":
             return False
         if path[-1] == "memory":
@@ -401,7 +401,7 @@ def required_field_removed(draw: st.DrawFn, manifest: Manifest) -> Mutant:
 
 
 # Fields with bounds, and values just outside them: (path in the spec, the values, what they break).
-OUT_OF_RANGE: tuple[tuple[Path, tuple[Any, ...]], ...] = (
+OUT_OF_RANGE: tuple[tuple[FieldPath, tuple[Any, ...]], ...] = (
     (("latency", "thresholdMs"), (0, -1, 3_600_001, 10**12, 2**63, -(2**63) - 1, 1e16, 3.5)),
     (("latency", "percentile"), (0, 100, -0.5, 100.0001, 1e300)),
     (("latency", "windowSeconds"), (14, 3601)),
@@ -423,22 +423,22 @@ OUT_OF_RANGE: tuple[tuple[Path, tuple[Any, ...]], ...] = (
     (("policy", "whenMetricsMissing", "staleAfterSeconds"), (14, 3601)),
     (("prometheus", "timeoutSeconds"), (0, -1, 120.5)),
 )
-ENUMS: tuple[Path, ...] = (("server",), ("mode",), ("latency", "signal"), ("memory", "signal"),
+ENUMS: tuple[FieldPath, ...] = (("server",), ("mode",), ("latency", "signal"), ("memory", "signal"),
                            ("policy", "objective"), ("policy", "whenMetricsMissing", "action"))
 NOT_QUANTITIES = ("", "24 Gi", "24GB", "1.5.5", "abc", "1e", "0x10", "1Ki2", "--1", "1e1.5", "\u0661Gi", ".e-20", " 1")
 NOT_MONEY = ("", "-1", "1.", ".5", "1e3", "1,50", " 1", "1.5 ", "$4", "1.2.3", "0x1", "\u0661", "4.10\n")
-TOO_LONG: tuple[tuple[Path, int], ...] = (
+TOO_LONG: tuple[tuple[FieldPath, int], ...] = (
     (("targetRef", "name"), 253), (("targetRef", "kind"), 63), (("targetRef", "container"), 63),
     (("variants", 0, "name"), 63), (("variants", 0, "memory"), 64), (("variants", 0, "costPerReplicaHour"), 32),
     (("variants", 0, "container", "image"), 512), (("cost", "currency"), 3), (("prometheus", "url"), 2048),
     (("queries", "latency"), 4096))
 
 
-def _spec_path(path: Path) -> Path:
+def _spec_path(path: FieldPath) -> FieldPath:
     return ("spec", *path)
 
 
-def _ensure(manifest: Manifest, path: Path, filler: Any) -> Manifest:
+def _ensure(manifest: Manifest, path: FieldPath, filler: Any) -> Manifest:
     """The manifest with every object on the way to path present (missing ones added as {}), and path set to
     filler if it is absent, so that a mutation of an optional field has something to change."""
     changed = copy.deepcopy(manifest)
@@ -459,7 +459,7 @@ def out_of_range(draw: st.DrawFn, manifest: Manifest) -> Mutant:
     return _mutant(broken, f"{path_text(full)}: {value!r} is out of range", full)
 
 
-def _mutant(manifest: Manifest, mutation: str, path: Path) -> Mutant:
+def _mutant(manifest: Manifest, mutation: str, path: FieldPath) -> Mutant:
     return Mutant(_consistent(manifest), mutation, path_text(path))
 
 
@@ -536,7 +536,7 @@ def bad_variant_name(draw: st.DrawFn, manifest: Manifest) -> Mutant:
     return _mutant(with_value(manifest, path, value), f"variant name {value!r}", path)
 
 
-def _cross_field(draw: st.DrawFn, manifest: Manifest) -> tuple[Manifest, str, Path]:
+def _cross_field(draw: st.DrawFn, manifest: Manifest) -> tuple[Manifest, str, FieldPath]:
     """Break one rule that relates several fields; the path is where the API server reports it."""
     spec = copy.deepcopy(manifest)["spec"]
     rule = draw(st.sampled_from(("memory-empty", "memory-order", "currency", "replicas", "fallback-missing",
@@ -544,7 +544,7 @@ def _cross_field(draw: st.DrawFn, manifest: Manifest) -> tuple[Manifest, str, Pa
                                  "queries-not-custom")))
     if rule == "memory-empty":
         spec["memory"] = dict(draw(st.sampled_from(({}, {"signal": "gpu"}))))
-        where: Path = ("memory",)
+        where: FieldPath = ("memory",)
     elif rule == "memory-order":
         small = draw(st.integers(1, 100))
         spec["memory"] = {"maxPerReplica": f"{small + 1}Gi", "maxTotal": f"{small}Gi"}
