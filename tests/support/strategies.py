@@ -5,7 +5,7 @@
 decimal, a cross-field rule broken, an unknown field, a required field removed) and says which field the
 rejection must name. `edge_manifests()` changes one in ways whose verdict depends on the API server's finer
 rules (nulls, integral floats, quantity spellings): only the real API server says what is right for them.
-`observations()` and `histories()` feed the engine extreme but NaN-free figures.
+`cycles` and `extreme_cycles` are what the engine is told, cycle after cycle, about a fleet that follows it.
 
 The numbers of examples come from INFERBUDGET_FUZZ_EXAMPLES (default: few enough for the unit tier) and the
 examples are derandomized, so that CI is deterministic; a larger number locally searches further.
@@ -651,37 +651,52 @@ def any_manifests() -> st.SearchStrategy[Manifest]:
 
 # --- what the engine sees ----------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class Cycle:
+    """One cycle of a history: the time since the previous one and what the metrics say. The fleet itself (its
+    variant and replicas) follows the engine's decisions: see observed()."""
+
+    seconds: float
+    rps: float | None  # None: metrics missing
+    latency_ms: float | None
+    rollout: bool
+    sample_age: float = 0.0  # of the newest sample: beyond whenMetricsMissing.staleAfterSeconds it is stale
+    memory_bytes: int | None = None
+    not_ready: int = 0  # replicas not Ready (yet)
+    failed_rollout: bool = False  # the running variant's rollout failed this cycle
+    backend_down: bool = False  # Prometheus could not be queried at all
+
+
+def observed(cycle: Cycle, variant: str | None, replicas: int, now: float) -> Observation:
+    """What the engine is told in this cycle about a fleet running `replicas` of `variant`."""
+    failed = FailedRollout(variant=variant, failed_at=now) if cycle.failed_rollout and variant else None
+    return Observation(sampled_at=now - cycle.sample_age if cycle.rps is not None else None,
+                       requests_per_second=cycle.rps, latency_ms=cycle.latency_ms,
+                       memory_per_replica_bytes=cycle.memory_bytes, variant=variant, desired_replicas=replicas,
+                       ready_replicas=max(replicas - cycle.not_ready, 0), rollout_in_progress=cycle.rollout,
+                       failed_rollout=failed, metrics_available=cycle.rps is not None and not cycle.backend_down)
+
+
+cycles = st.builds(  # a plausible fleet: the engine's property tests
+    Cycle,
+    seconds=st.sampled_from((15.0, 30.0)),
+    rps=st.one_of(st.none(), st.floats(0, 80, allow_nan=False)),
+    latency_ms=st.one_of(st.none(), st.floats(50, 5000, allow_nan=False)),
+    rollout=st.sampled_from((False, False, False, True)),
+)
 EXTREMES = st.sampled_from((0.0, 5e-324, 1e-300, 1e300, sys.float_info.max))
-EXTREME_RATES = st.one_of(st.none(), st.floats(0, 1e12, allow_nan=False), EXTREMES)
-EXTREME_LATENCIES = st.one_of(st.none(), st.floats(0, 1e9, allow_nan=False), EXTREMES)
-
-
-@st.composite
-def observations(draw: st.DrawFn, variants: list[str], now: float) -> Observation:
-    """One cycle's view with any figures a broken exporter or a huge fleet could produce, NaN and inf aside:
-    missing metrics, stale or future samples, unknown variants, zero or thousands of replicas."""
-    desired = draw(st.integers(0, 2000))
-    failed = draw(st.one_of(st.none(), st.builds(FailedRollout, variant=st.sampled_from(variants),
-                                                 failed_at=st.floats(now - 1e6, now, allow_nan=False))))
-    return Observation(
-        sampled_at=draw(st.one_of(st.none(), st.floats(now - 1e6, now + 60, allow_nan=False))),
-        requests_per_second=draw(EXTREME_RATES), latency_ms=draw(EXTREME_LATENCIES),
-        memory_per_replica_bytes=draw(st.one_of(st.none(), st.integers(0, 2**63 - 1))),
-        variant=draw(st.sampled_from((*variants, None, "not-a-variant"))),
-        desired_replicas=desired, ready_replicas=draw(st.integers(0, desired + 2)),
-        rollout_in_progress=draw(st.booleans()), failed_rollout=failed,
-        metrics_available=draw(st.sampled_from((True, True, True, False))))
-
-
-@st.composite
-def histories(draw: st.DrawFn, variants: list[str], length: int = 12) -> list[tuple[float, Observation]]:
-    """(now, observation) for each cycle, time never going backwards but cycles of any spacing."""
-    now = draw(st.sampled_from((0.0, 1.7e9)))
-    steps = []
-    for _ in range(draw(st.integers(1, length))):
-        now += draw(st.sampled_from((0.0, 0.001, 15.0, 30.0, 3600.0, 1e6)))
-        steps.append((now, draw(observations(variants, now))))
-    return steps
+extreme_cycles = st.builds(  # any figures a broken exporter or a huge fleet could give, NaN and inf aside
+    Cycle,
+    seconds=st.sampled_from((0.0, 0.001, 15.0, 15.0, 30.0, 3600.0, 1e6)),
+    rps=st.one_of(st.none(), st.floats(0, 100), st.floats(0, 1e12), EXTREMES),
+    latency_ms=st.one_of(st.none(), st.floats(10, 5000), st.floats(0, 1e9), EXTREMES),
+    rollout=st.sampled_from((False, False, False, True)),
+    sample_age=st.sampled_from((0.0, 0.0, 0.0, 5.0, 200.0, 1e6, -60.0)),  # -60: a clock ahead of ours
+    memory_bytes=st.one_of(st.none(), st.integers(0, 2**63 - 1)),
+    not_ready=st.sampled_from((0, 0, 0, 1, 1000)),
+    failed_rollout=st.sampled_from((False,) * 9 + (True,)),
+    backend_down=st.sampled_from((False,) * 9 + (True,)),
+)
 
 
 # --- cases the fuzzing found -------------------------------------------------------------------------------

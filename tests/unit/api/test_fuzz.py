@@ -12,6 +12,7 @@ import json
 import math
 import re
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -21,22 +22,24 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from tests.support.strategies import (
     FOUND,
+    Cycle,
     Found,
     Manifest,
     Mutant,
     any_manifests,
     edge_manifests,
+    extreme_cycles,
     fuzz_settings,
-    histories,
     invalid_manifests,
     manifest_of,
+    observed,
     valid_manifests,
 )
 
 from inferbudget.api.spec import InferenceBudgetSpec
 from inferbudget.api.validation import Problem, apply_defaults, root_schema, validate_manifest
 from inferbudget.cli import main
-from inferbudget.engine import EngineState, Observation, decide
+from inferbudget.engine import EngineState, decide
 
 FUZZ = fuzz_settings(100)
 FEWER = fuzz_settings(50)  # examples that each run the CLI or a dozen engine cycles
@@ -129,11 +132,14 @@ def test_the_validate_command_prints_the_same_verdict(manifest: Manifest, manife
         (p.path, p.message) for p in expected]
 
 
-def run_engine(spec: InferenceBudgetSpec, history: list[tuple[float, Observation]]) -> None:
-    """Every cycle of the history through decide(), with the checks that hold for any input."""
-    state = EngineState()
-    for now, observation in history:
-        decision, state = decide(spec, observation, state, now)
+def run_engine(spec: InferenceBudgetSpec, history: list[Cycle], *, variant: str | None, replicas: int,
+               now: float = 0.0) -> Counter[str]:
+    """Every cycle of the history through decide(), the fleet following each decision, with the checks that
+    hold for any input; how often each reason was given."""
+    state, reasons = EngineState(), Counter[str]()
+    for cycle in history:
+        now += cycle.seconds
+        decision, state = decide(spec, observed(cycle, variant, replicas, now), state, now)
 
         if not spec.paused:
             assert spec.replicas.min <= decision.replicas <= spec.replicas.max, decision
@@ -141,14 +147,19 @@ def run_engine(spec: InferenceBudgetSpec, history: list[tuple[float, Observation
             assert figure is None or math.isfinite(figure), decision
         # The state goes to status.engineState as JSON and comes back from it on the next cycle.
         state = EngineState.from_json(json.loads(json.dumps(state.to_json(), allow_nan=False)))
+        reasons[decision.reason] += 1
+        variant, replicas = decision.variant or variant, decision.replicas
+    return reasons
 
 
 @FEWER
-@given(st.one_of(valid_manifests(), edge_manifests()), st.data())
-def test_every_accepted_spec_goes_through_the_engine(manifest: Manifest, data: st.DataObject) -> None:
+@given(st.one_of(valid_manifests(), edge_manifests()), st.lists(extreme_cycles, min_size=1, max_size=12),
+       st.integers(0, 2000), st.booleans(), st.sampled_from([0.0, 1.7e9]))
+def test_every_accepted_spec_goes_through_the_engine(manifest: Manifest, history: list[Cycle], replicas: int,
+                                                     labelled: bool, start: float) -> None:
     assume(validate_manifest(manifest) == [])
     spec = accepted_spec(manifest)
-    run_engine(spec, data.draw(histories([variant.name for variant in spec.variants])))
+    run_engine(spec, history, variant=spec.variants[0].name if labelled else None, replicas=replicas, now=start)
 
 
 @pytest.mark.parametrize(("capacity", "rate", "latency_ms"), [
@@ -163,6 +174,6 @@ def test_extreme_figures_the_fuzzing_found_stay_harmless(capacity: float | None,
     variant = {"name": "a", "quality": 1, "costPerReplicaHour": "1", "memory": "1Gi", **hint}
     spec = accepted_spec(manifest_of({"targetRef": {"name": "llm"}, "latency": {"thresholdMs": 800},
                                       "variants": [variant], "replicas": {"min": 1, "max": 1000}}))
-    run_engine(spec, [(now * 15.0, Observation(
-        sampled_at=now * 15.0, requests_per_second=rate / (1 + now % 2), latency_ms=latency_ms, variant="a",
-        desired_replicas=3, ready_replicas=3)) for now in range(12)])
+    history = [Cycle(seconds=15.0, rps=rate / (1 + step % 2), latency_ms=latency_ms, rollout=False)
+               for step in range(12)]
+    assert run_engine(spec, history, variant="a", replicas=3)
