@@ -34,7 +34,8 @@ def sample() -> list[Manifest]:
     @given(any_manifests())
     def collect(manifest: Manifest) -> None:
         named = manifest["metadata"]["name"] == "fuzzed"  # else a broken name is what is being tested
-        drawn.append({**manifest, "metadata": {"name": f"fuzzed-{len(drawn)}"}} if named else manifest)
+        metadata = {**manifest["metadata"], "name": f"fuzzed-{len(drawn)}"} if named else manifest["metadata"]
+        drawn.append({**manifest, "metadata": metadata})
 
     collect()
     return [case.manifest for case in FOUND] + drawn

@@ -515,7 +515,10 @@ def bad_resources(draw: st.DrawFn, manifest: Manifest) -> Mutant:
     return _mutant(with_value(_ensure(manifest, path, {}), path, entries), f"{kind}: {len(entries)} entries", path)
 
 
-def bad_name(draw: st.DrawFn, manifest: Manifest) -> Mutant:
+def bad_metadata(draw: st.DrawFn, manifest: Manifest) -> Mutant:
+    """A name that is not a DNS subdomain, or a misspelt metadata field."""
+    if draw(st.booleans()):
+        return Mutant({**manifest, "metadata": {"name": "fuzzed", "lables": {}}}, "metadata.lables", "metadata.lables")
     name = draw(st.sampled_from(("", "Upper", "a_b", "-a", "a-", "a..b", "a" * 254, "a b", "\u00e4")))
     return Mutant({**manifest, "metadata": {"name": name}}, f"metadata.name {name!r}", "metadata.name")
 
@@ -596,7 +599,7 @@ def cross_field(draw: st.DrawFn, manifest: Manifest) -> Mutant:
 
 MUTATIONS: tuple[Mutation, ...] = (wrong_type, unknown_field, required_field_removed, out_of_range, not_in_enum,
                                    bad_quantity, bad_money, too_long, bad_resources, too_many_variants, no_variants,
-                                   bad_variant_name, cross_field, bad_name)
+                                   bad_variant_name, cross_field, bad_metadata)
 
 
 @cache
@@ -760,5 +763,7 @@ FOUND: tuple[Found, ...] = (
     Found("a status sent with the object is dropped", {**_minimal(), "status": {"observedGeneration": "x"}}),
     Found("but its unknown fields are refused first", {**_minimal(), "status": {"foo": 1}},
           frozenset({"status.foo"})),
+    Found("metadata is decoded strictly too", {**_minimal(), "metadata": {"name": "x", "lables": {"a": "b"}}},
+          frozenset({"metadata.lables"})),
     Found("apiVersion is read case-insensitively first", {**_minimal(), "apiversion": 1}, frozenset({"apiVersion"})),
 )

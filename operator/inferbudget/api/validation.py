@@ -206,6 +206,19 @@ def cel_problems(value: Any, schema: Schema, path: str) -> Iterator[Problem]:
             yield Problem(path, f'Invalid value: "object": {error} evaluating rule: {rule["message"]}')
 
 
+# ObjectMeta's fields: metadata is decoded strictly too (`lables:` is refused, not ignored).
+_METADATA_FIELDS = frozenset({
+    "name", "generateName", "namespace", "selfLink", "uid", "resourceVersion", "generation", "creationTimestamp",
+    "deletionTimestamp", "deletionGracePeriodSeconds", "labels", "annotations", "ownerReferences", "finalizers",
+    "managedFields"})
+
+
+def _unknown_metadata(metadata: Any) -> Iterator[Problem]:
+    for key in metadata if isinstance(metadata, dict) else ():
+        if key not in _METADATA_FIELDS:
+            yield Problem(f"metadata.{key}", f'strict decoding error: unknown field "metadata.{key}"')
+
+
 def _metadata_problems(manifest: dict[str, Any]) -> Iterator[Problem]:
     metadata = manifest.get("metadata")
     if not isinstance(metadata, dict) or not (metadata.get("name") or metadata.get("generateName")):
@@ -236,7 +249,8 @@ def validate_manifest(manifest: dict[str, Any]) -> list[Problem]:
     if unreadable:
         return unreadable
     schema = root_schema()
-    undeclared = list(unknown_fields({k: v for k, v in manifest.items() if k != "metadata"}, schema, ""))
+    undeclared = [*_unknown_metadata(manifest.get("metadata")),
+                  *unknown_fields({k: v for k, v in manifest.items() if k != "metadata"}, schema, "")]
     if undeclared:
         return undeclared
     defaulted = apply_defaults(manifest, schema)
