@@ -9,6 +9,7 @@ keep it for a look afterwards. INFERBUDGET_CLUSTER picks the cluster by name, as
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -21,6 +22,7 @@ from types import ModuleType
 from typing import Any, TypeVar
 
 import pytest
+import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from tests.support import prometheus
@@ -29,6 +31,7 @@ from tests.support.scenario import CYCLE, Fleet
 from tests.support.scripts import load_script, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
+CRD_FILE = ROOT / "crds/inferbudget.io_inferencebudgets.yaml"
 T = TypeVar("T")
 
 
@@ -197,11 +200,21 @@ def namespace(cluster: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def crd(cluster: Any) -> None:
-    cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
-    cluster.wait_until("the CRD to be Established", lambda: "True" in cluster.kubectl(
-        "get", "crd/inferencebudgets.inferbudget.io", "-o",
-        "jsonpath={.status.conditions[?(@.type=='Established')].status}", check=False).stdout)
+def crd(cluster: Kube) -> dict[str, Any]:
+    """The CRD from crds/, installed (or updated to this tree's) and Established. It stays: other modules and
+    a developer's operator need it too, and deleting it would delete their InferenceBudgets."""
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "--field-manager", "inferbudget-e2e",
+                    "-f", str(CRD_FILE))
+    installed = dict(yaml.safe_load(CRD_FILE.read_text()))
+    # Polled here: `kubectl wait` fails at once if it reads the CRD before its status has any condition.
+    cluster.wait_until("the CRD to be Established", lambda: established(cluster, installed["metadata"]["name"]))
+    return installed
+
+
+def established(cluster: Kube, name: str) -> bool:
+    crd = json.loads(cluster.kubectl("get", "crd", name, "-o", "json").stdout)
+    return any(c["type"] == "Established" and c["status"] == "True"
+               for c in crd.get("status", {}).get("conditions") or [])
 
 
 @pytest.fixture(scope="module")

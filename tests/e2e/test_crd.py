@@ -18,31 +18,12 @@ import yaml
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
-CRD_FILE = ROOT / "crds/inferbudget.io_inferencebudgets.yaml"
 EXAMPLES = sorted((ROOT / "deploy/examples").glob("*.yaml"))
 INVALID = sorted((ROOT / "tests/corpus/invalid").glob("*.yaml"))
-CRD_NAME = "inferencebudgets.inferbudget.io"
-
-
-@pytest.fixture(scope="module")
-def crd(cluster: Any) -> dict[str, Any]:
-    """The CRD from crds/, installed (or updated to this tree's) and Established. It stays: other modules and
-    a developer's operator need it too, and deleting it would delete their InferenceBudgets."""
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "--field-manager", "inferbudget-e2e",
-                    "-f", str(CRD_FILE))
-    # Polled here: `kubectl wait` fails at once if it reads the CRD before its status has any condition.
-    cluster.wait_until("the CRD to be Established", lambda: established(cluster))
-    return dict(yaml.safe_load(CRD_FILE.read_text()))
-
-
-def established(cluster: Any) -> bool:
-    crd = json.loads(cluster.kubectl("get", "crd", CRD_NAME, "-o", "json").stdout)
-    return any(c["type"] == "Established" and c["status"] == "True"
-               for c in crd.get("status", {}).get("conditions") or [])
 
 
 def test_crd_installs_and_becomes_established(cluster: Any, crd: dict[str, Any]) -> None:
-    installed = json.loads(cluster.kubectl("get", "crd", CRD_NAME, "-o", "json").stdout)
+    installed = json.loads(cluster.kubectl("get", "crd", crd["metadata"]["name"], "-o", "json").stdout)
 
     conditions = {c["type"]: c["status"] for c in installed["status"]["conditions"]}
     assert conditions["Established"] == "True"

@@ -77,12 +77,24 @@ def type_schema(annotation: Any) -> Schema:
     if origin is dict:
         if args[1] is Any:
             return {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-        return {"type": "object", "additionalProperties": type_schema(args[1])}
+        return {"type": "object", "additionalProperties": type_schema(args[1]), **_key_rules(args[0])}
     if isinstance(annotation, type) and issubclass(annotation, ApiModel):
         return model_schema(annotation)
     if annotation in _SCALARS:
         return dict(_SCALARS[annotation])
     raise TypeError(f"no structural schema for {annotation!r}")
+
+
+def _key_rules(key: Any) -> Schema:
+    """Map keys have no OpenAPI keywords of their own: a length limit on them becomes a CEL rule on the map,
+    or the API server would accept maps the models refuse."""
+    if get_origin(key) is not typing.Annotated:
+        return {}
+    limits = [item.max_length for item in get_args(key)[1:] if isinstance(item, at.MaxLen)]
+    if len(limits) != len(get_args(key)) - 1:
+        raise TypeError(f"no CEL rule for map key constraints {key!r}")
+    rule = Cel(f"self.all(key, key.size() <= {limits[0]})", f"names must be at most {limits[0]} characters long")
+    return {"x-kubernetes-validations": [rule.as_schema()]}
 
 
 def _default(field: FieldInfo) -> Any:

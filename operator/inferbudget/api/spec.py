@@ -271,7 +271,8 @@ class InferenceBudgetSpec(ApiModel):
     """Latency, memory and cost budgets for one served model, and the variants it may run as."""
 
     cel_rules = (
-        Cel("self.variants.exists(v, v.quality >= self.policy.minQuality)",
+        # An empty list is reported as such (minItems), not as a quality floor above every variant too.
+        Cel("size(self.variants) == 0 || self.variants.exists(v, v.quality >= self.policy.minQuality)",
             "policy.minQuality is above the quality of every variant: lower it or add a variant at least "
             "that good", ".policy.minQuality"),
         Cel("self.server != 'custom' || has(self.queries)",

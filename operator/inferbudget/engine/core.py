@@ -46,6 +46,7 @@ def decide(spec: InferenceBudgetSpec, observation: Observation, state: EngineSta
         paused = hold(spec, observation.variant, observation.desired_replicas, "Paused",
                       "spec.paused is true: nothing is decided", feasible=None)
         return paused, state
+    observation = observation.plausible()
     blindness = _blindness(spec, observation, now)
     state = _remember(spec, observation, state, now, blind=blindness is not None)
     cycle = Cycle(spec, observation, state, now)

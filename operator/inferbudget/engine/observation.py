@@ -4,7 +4,13 @@ The engine never reads a clock or a metric itself; everything below arrives here
 engine runs in the operator, in the simulator and in property tests.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+# Figures no model server produces: an exporter's garbage, not a measurement. The engine treats them as missing
+# (holding, as when blind) rather than planning with arithmetic that overflows to inf, which the status could not
+# even be written with (JSON has no inf).
+MAX_REQUESTS_PER_SECOND = 1e9
+LATENCY_MS_RANGE = (1e-6, 1e9)  # a nanosecond to eleven days; 0 is kept (nothing measured)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -36,6 +42,15 @@ class Observation:
     rollout_in_progress: bool = False  # pod template change not yet complete
     failed_rollout: FailedRollout | None = None
     metrics_available: bool = True  # False when the metrics backend could not be queried
+
+    def plausible(self) -> "Observation":
+        """This observation with implausible figures (see MAX_REQUESTS_PER_SECOND) as missing."""
+        rate, latency = self.requests_per_second, self.latency_ms
+        low, high = LATENCY_MS_RANGE
+        return replace(
+            self,
+            requests_per_second=rate if rate is None or 0 <= rate <= MAX_REQUESTS_PER_SECOND else None,
+            latency_ms=latency if latency is None or latency == 0 or low <= latency <= high else None)
 
     def per_replica_rate(self) -> float | None:
         """Requests per second each Ready replica carries, when both are known."""

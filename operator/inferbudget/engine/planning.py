@@ -113,9 +113,10 @@ def replicas_for(load: float, capacity: float) -> int:
     """Fewest replicas of this capacity that carry `load`."""
     if load <= 0:
         return 0
-    if capacity <= 0:
+    needed = load / capacity if capacity > 0 else math.inf
+    if not needed < UNBOUNDED:  # also an overflow to inf (1e300 req/s at a capacity of 1e-300)
         return UNBOUNDED
-    return min(math.ceil(load / capacity - 1e-9), UNBOUNDED)
+    return math.ceil(needed - 1e-9)
 
 
 def size(spec: InferenceBudgetSpec, perf: Performance, loads: Loads) -> Sizing | None:

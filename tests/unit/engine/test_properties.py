@@ -6,12 +6,13 @@ respected, nothing but a hold (or the fallback) while blind, no flapping under s
 never meaning fewer replicas of the same variant.
 """
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.support.strategies import Cycle, cycles, observed
 
 from inferbudget.api.spec import InferenceBudgetSpec
 from inferbudget.engine import Decision, EngineState, Observation, decide
@@ -56,30 +57,6 @@ def budgets(draw: st.DrawFn) -> InferenceBudgetSpec:
     if draw(st.booleans()):
         spec["memory"] = {"maxPerReplica": "32Gi", "maxTotal": draw(st.sampled_from(["64Gi", "400Gi"]))}
     return InferenceBudgetSpec.model_validate(spec)
-
-
-@dataclass(frozen=True)
-class Cycle:
-    seconds: float  # since the previous cycle
-    rps: float | None  # None: metrics missing
-    latency_ms: float | None
-    rollout: bool
-
-
-cycles = st.builds(
-    Cycle,
-    seconds=st.sampled_from([15.0, 30.0]),
-    rps=st.one_of(st.none(), st.floats(0, 80, allow_nan=False)),
-    latency_ms=st.one_of(st.none(), st.floats(50, 5000, allow_nan=False)),
-    rollout=st.sampled_from([False, False, False, True]),
-)
-
-
-def observed(cycle: Cycle, variant: str, replicas: int, now: float) -> Observation:
-    return Observation(sampled_at=now if cycle.rps is not None else None, requests_per_second=cycle.rps,
-                       latency_ms=cycle.latency_ms, variant=variant, desired_replicas=replicas,
-                       ready_replicas=replicas, rollout_in_progress=cycle.rollout,
-                       metrics_available=cycle.rps is not None)
 
 
 def replay(spec: InferenceBudgetSpec, history: list[Cycle]) -> list[tuple[Observation, Decision]]:
