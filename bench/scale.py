@@ -51,7 +51,7 @@ from tests.support.processes import Process, inferbudget  # noqa: E402
 from tests.support.scripts import load_script, wait_until  # noqa: E402
 
 RESULTS = ROOT / "bench/results"
-BENCH_LABEL = {"inferbudget.io/bench": "scale"}
+BENCH_KEY = "inferbudget.io/bench"  # on every object the bench creates, its value the namespace prefix
 RATE_ANNOTATION = "twin.inferbudget.io/requests-per-second"
 CAPACITY_HINT = 15.0  # req/s one bf16 replica is declared to carry (the e2e tier's budget)
 PODS_PER_NODE = 100  # a kwok node takes 110 pods; leave room for strays
@@ -74,15 +74,30 @@ class Settings:
     work: Path
     results: Path | None
     keep: bool
+    prefix: str
+    namespaced: bool
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {BENCH_KEY: self.prefix}
+
+    @property
+    def watched(self) -> list[str]:
+        """--namespace flags for the operator and the twin: none (the whole cluster) unless --namespaced."""
+        return [arg for ns in self.namespaces for arg in ("--namespace", ns)] if self.namespaced else []
+
+    @property
+    def selector(self) -> str:
+        return f"{BENCH_KEY}={self.prefix}"
 
     @property
     def namespaces(self) -> list[str]:
-        return [f"scale-{i}" for i in range(math.ceil(self.budgets / self.budgets_per_namespace))]
+        return [f"{self.prefix}-{i}" for i in range(math.ceil(self.budgets / self.budgets_per_namespace))]
 
     def budget_names(self) -> Iterator[tuple[str, str]]:
         """(namespace, name) of every budget; its Deployment has the same name."""
         for i in range(self.budgets):
-            yield f"scale-{i // self.budgets_per_namespace}", f"m-{i}"
+            yield f"{self.prefix}-{i // self.budgets_per_namespace}", f"m-{i}"
 
 
 @dataclass
@@ -147,21 +162,21 @@ def _ready_nodes(api: Any) -> int:
                if any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or []))
 
 
-def deployment(name: str, replicas: int, rate: float) -> dict[str, Any]:
-    labels = {"app": name}
+def deployment(name: str, replicas: int, rate: float, labels: dict[str, str]) -> dict[str, Any]:
+    selector = {"app": name}
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "labels": BENCH_LABEL, "annotations": {RATE_ANNOTATION: f"{rate:g}"}},
-        "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
-                 "template": {"metadata": {"labels": {**labels, "inferbudget.io/variant": "bf16"}},
+        "metadata": {"name": name, "labels": labels, "annotations": {RATE_ANNOTATION: f"{rate:g}"}},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": selector},
+                 "template": {"metadata": {"labels": {**selector, "inferbudget.io/variant": "bf16"}},
                               "spec": {"containers": [{"name": "server", "image": "vllm/vllm-openai:v0.10.1"}]}}},
     }
 
 
-def budget(name: str, replicas: int) -> dict[str, Any]:
+def budget(name: str, replicas: int, labels: dict[str, str]) -> dict[str, Any]:
     return {
         "apiVersion": "inferbudget.io/v1alpha1", "kind": "InferenceBudget",
-        "metadata": {"name": name, "labels": BENCH_LABEL},
+        "metadata": {"name": name, "labels": labels},
         "spec": {"targetRef": {"name": name, "container": "server"}, "mode": "Enforce",
                  "latency": {"percentile": 95, "thresholdMs": THRESHOLD_MS, "windowSeconds": WINDOW_SECONDS},
                  "replicas": {"min": replicas, "max": replicas * 4},
@@ -179,9 +194,10 @@ def create_fleet(settings: Settings, api: Any, kubectl: Callable[..., None]) -> 
     kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
     wait_until("the CRD to be served", lambda: _crd_served(api), timeout=60)
     core, apps, custom = k8s.CoreV1Api(api), k8s.AppsV1Api(api), k8s.CustomObjectsApi(api)
-    wait_until("the namespaces of an earlier run to be gone", lambda: not _terminating(core), timeout=600, interval=2)
+    wait_until("the namespaces of an earlier run to be gone", lambda: not _terminating(core, settings.selector),
+               timeout=600, interval=2)
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda ns: _create(core.create_namespace, {"metadata": {"name": ns, "labels": BENCH_LABEL}}),
+        list(pool.map(lambda ns: _create(core.create_namespace, {"metadata": {"name": ns, "labels": settings.labels}}),
                       settings.namespaces))
         wait_until("ServiceAccounts in the bench namespaces", lambda: all(
             pool.map(lambda ns: _exists(core.read_namespaced_service_account, "default", ns), settings.namespaces)),
@@ -190,22 +206,22 @@ def create_fleet(settings: Settings, api: Any, kubectl: Callable[..., None]) -> 
 
         def create(item: tuple[str, str]) -> None:
             namespace, name = item
-            workload = deployment(name, settings.pods_per_budget, rate)
+            workload = deployment(name, settings.pods_per_budget, rate, settings.labels)
             if not _create(apps.create_namespaced_deployment, namespace, workload):  # kept: back to the start
                 apps.patch_namespaced_deployment(name, namespace, {"metadata": workload["metadata"],
                                                                    "spec": {"replicas": settings.pods_per_budget}})
             _create(custom.create_namespaced_custom_object, "inferbudget.io", "v1alpha1", namespace,
-                    "inferencebudgets", budget(name, settings.pods_per_budget))
+                    "inferencebudgets", budget(name, settings.pods_per_budget, settings.labels))
 
         list(pool.map(create, settings.budget_names()))
     pods = settings.budgets * settings.pods_per_budget
     say(f"created {settings.budgets} Deployments and budgets in {len(settings.namespaces)} namespaces; "
         f"waiting for {pods} pods to be Ready")
-    wait_until(f"{pods} Ready pods", lambda: _ready_replicas(apps) >= pods, timeout=1800, interval=5)
+    wait_until(f"{pods} Ready pods", lambda: _ready_replicas(apps, settings.selector) >= pods, timeout=1800, interval=5)
 
 
-def _terminating(core: Any) -> list[str]:
-    return [ns.metadata.name for ns in core.list_namespace(label_selector="inferbudget.io/bench=scale").items
+def _terminating(core: Any, selector: str) -> list[str]:
+    return [ns.metadata.name for ns in core.list_namespace(label_selector=selector).items
             if ns.status.phase == "Terminating"]
 
 
@@ -245,8 +261,8 @@ def _exists(read: Callable[..., Any], *args: Any) -> bool:
         return False
 
 
-def _ready_replicas(apps: Any) -> int:
-    items = apps.list_deployment_for_all_namespaces(label_selector="inferbudget.io/bench=scale").items
+def _ready_replicas(apps: Any, selector: str) -> int:
+    items = apps.list_deployment_for_all_namespaces(label_selector=selector).items
     return sum(d.status.ready_replicas or 0 for d in items)
 
 
@@ -255,7 +271,7 @@ def delete_fleet(settings: Settings, api: Any) -> None:
     stopped on deletion) and the operator is stopped by now: the finalizers go first, or deletion would hang."""
     custom, core = k8s.CustomObjectsApi(api), k8s.CoreV1Api(api)
     budgets = custom.list_cluster_custom_object("inferbudget.io", "v1alpha1", "inferencebudgets",
-                                                label_selector="inferbudget.io/bench=scale")["items"]
+                                                label_selector=settings.selector)["items"]
 
     def release(body: dict[str, Any]) -> None:
         if body["metadata"].get("finalizers"):
@@ -311,8 +327,8 @@ class CountingProxy:
 class StatusWrites:
     """Watches the bench's budgets and records when each one's status changes: one entry per reconcile."""
 
-    def __init__(self, api: Any) -> None:
-        self.api = api
+    def __init__(self, api: Any, selector: str) -> None:
+        self.api, self.selector = api, selector
         self.writes: list[tuple[float, str]] = []
         self._seen: dict[str, str] = {}
         self._watch, self._stopped = watch.Watch(), threading.Event()
@@ -323,7 +339,7 @@ class StatusWrites:
         while not self._stopped.is_set():
             try:
                 for event in self._watch.stream(custom.list_cluster_custom_object, "inferbudget.io", "v1alpha1",
-                                                "inferencebudgets", label_selector="inferbudget.io/bench=scale"):
+                                                "inferencebudgets", label_selector=self.selector):
                     self._record(event["object"])
             except Exception as error:  # a dropped watch: start again (writes in between are missed)
                 say(f"status watch restarted: {error}")
@@ -391,7 +407,7 @@ def processes(settings: Settings, local: Any) -> Iterator[tuple[Process, Countin
     trace.write_text("timestamp_s,input_tokens,output_tokens\n" + "".join(f"{i / 10},1000,100\n" for i in range(600)))
     with ExitStack() as stack:
         twin_port = prometheus.free_port()
-        twin = Process(inferbudget("twin", "--trace", str(trace), "--port", str(twin_port),
+        twin = Process(inferbudget("twin", *settings.watched, "--trace", str(trace), "--port", str(twin_port),
                                    "--tick", str(settings.twin_tick)), settings.work / "twin.log", env).start()
         stack.callback(twin.stop)
         server = prometheus.start(settings.work / "prometheus", scrape_interval=f"{settings.scrape_interval:g}s")
@@ -404,7 +420,7 @@ def processes(settings: Settings, local: Any) -> Iterator[tuple[Process, Countin
         proxy = CountingProxy(server.url)
         stack.callback(proxy.stop)
         metrics_port = prometheus.free_port()
-        operator = Process([*inferbudget("run"), "--interval", f"{settings.interval:g}",
+        operator = Process([*inferbudget("run"), *settings.watched, "--interval", f"{settings.interval:g}",
                             "--prometheus-url", proxy.url, "--metrics-port", str(metrics_port),
                             "--health-port", str(prometheus.free_port())], settings.work / "operator.log", env)
         operator.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
@@ -432,7 +448,7 @@ def measure(settings: Settings, local: Any, api: Any) -> Figures:
     figures = Figures(settings.label, settings.budgets, settings.budgets * settings.pods_per_budget,
                       len(settings.namespaces), settings.interval, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     figures.load_average["before"] = uptime()
-    writes = StatusWrites(api)
+    writes = StatusWrites(api, settings.selector)
     with processes(settings, local) as (operator, proxy, server):
         assert operator.process is not None
         pid, started = operator.process.pid, time.time()
@@ -633,13 +649,17 @@ def arguments(argv: list[str] | None) -> Settings:
     parser.add_argument("--results", type=Path, default=RESULTS,
                         help="where scale.json and scale.md go (default %(default)s); '-' records nothing")
     parser.add_argument("--keep", action="store_true", help="leave the Deployments and budgets in the cluster")
+    parser.add_argument("--prefix", default="scale", help="names of the bench's namespaces: PREFIX-0, PREFIX-1...")
+    parser.add_argument("--namespaced", action="store_true",
+                        help="the operator and the twin watch only the bench's namespaces (default: the whole "
+                             "cluster, as the chart installs the operator by default)")
     args = parser.parse_args(argv)
     work = args.work or Path(os.environ.get("TMPDIR", "/tmp")) / f"inferbudget-scale-{os.getpid()}"
     work.mkdir(parents=True, exist_ok=True)
     return Settings(args.budgets, args.pods_per_budget, args.budgets_per_namespace, args.interval,
                     args.duration or 3 * args.interval, args.cluster, args.label or f"{args.budgets} budgets",
                     args.scrape_interval, args.twin_tick, args.py_spy, work,
-                    None if str(args.results) == "-" else args.results, args.keep)
+                    None if str(args.results) == "-" else args.results, args.keep, args.prefix, args.namespaced)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -100,12 +100,11 @@ def _cmd_twin(args: argparse.Namespace) -> int:
     import threading
 
     from kubernetes import client, config
-    from prometheus_client import CollectorRegistry
 
     from inferbudget.sim.fleet import length_sample, load_profile
     from inferbudget.sim.traces import load_trace
     from inferbudget.sim.twin import Twin, run_forever
-    from inferbudget.telemetry import serve_metrics
+    from inferbudget.telemetry import serve_text
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s twin: %(message)s")
     config.load_kube_config()  # type: ignore[no-untyped-call]
@@ -113,9 +112,7 @@ def _cmd_twin(args: argparse.Namespace) -> int:
     variant_map = dict(item.split("=", 1) for item in args.variant)
     twin = Twin(client.ApiClient(), load_profile(args.profile), trace, length_sample(trace), variant_map,
                 args.gpu, args.namespace or None)
-    registry = CollectorRegistry()
-    registry.register(twin.collector)
-    server = serve_metrics(registry, args.host, args.port)
+    server = serve_text(twin.collector.render, args.host, args.port)
     print(f"twin: serving vLLM metrics on http://{args.host}:{args.port}/metrics, replaying {trace.name} "
           f"(time scale {args.time_scale:g})", flush=True)
     stop = threading.Event()
