@@ -219,7 +219,7 @@ def create_fleet(settings: Settings, api: Any, kubectl: Callable[..., None]) -> 
     pods = settings.budgets * settings.pods_per_budget
     say(f"created {settings.budgets} Deployments and budgets in {len(settings.namespaces)} namespaces; "
         f"waiting for {pods} pods to be Ready")
-    wait_until(f"{pods} Ready pods", lambda: _ready_replicas(apps, settings.selector) >= pods, timeout=1800, interval=5)
+    wait_until(f"{pods} Ready pods", lambda: _ready_pods(core, settings) >= pods, timeout=1800, interval=5)
 
 
 def _terminating(core: Any, selector: str) -> list[str]:
@@ -263,9 +263,17 @@ def _exists(read: Callable[..., Any], *args: Any) -> bool:
         return False
 
 
-def _ready_replicas(apps: Any, selector: str) -> int:
-    items = apps.list_deployment_for_all_namespaces(label_selector=selector).items
-    return sum(d.status.ready_replicas or 0 for d in items)
+def _ready_pods(core: Any, settings: Settings) -> int:
+    """The bench's Ready pods. A pod the node controller marked NotReady (its kwok node missed a lease renewal
+    on a busy machine) is deleted, for kwok readies a pod only once: its ReplicaSet makes a new one."""
+    namespaces = set(settings.namespaces)
+    pods = [pod for pod in core.list_pod_for_all_namespaces(label_selector="inferbudget.io/variant").items
+            if pod.metadata.namespace in namespaces]
+    conditions = [{c.type: c.status for c in pod.status.conditions or []} for pod in pods]
+    for pod, condition in zip(pods, conditions, strict=True):
+        if condition.get("ContainersReady") == "True" and condition.get("Ready") == "False":
+            _ignore_missing(core.delete_namespaced_pod, pod.metadata.name, pod.metadata.namespace)
+    return sum(1 for condition in conditions if condition.get("Ready") == "True")
 
 
 def delete_fleet(settings: Settings, api: Any) -> None:
@@ -419,6 +427,10 @@ def processes(settings: Settings, local: Any) -> Iterator[tuple[Process, Countin
         say(f"waiting for Prometheus to hold the twin's series of {pods} pods")
         wait_until("every pod's request rate in Prometheus", lambda: _pods_in_prometheus(server.url) >= pods,
                    timeout=600, interval=2)
+        # The twin's counters started at zero: until the latency window holds only steady load, rates still
+        # climb, and the engine would forecast growth and scale up.
+        settled = time.time() + WINDOW_SECONDS + 2 * settings.scrape_interval
+        wait_until("the rates to settle", lambda: time.time() >= settled, timeout=settled - time.time() + 5, interval=1)
         proxy = CountingProxy(server.url)
         stack.callback(proxy.stop)
         metrics_port = prometheus.free_port()
