@@ -647,8 +647,10 @@ def markdown(runs: list[dict[str, Any]]) -> str:
         lines.append(f"| {title} | " + " | ".join(cells) + " |")
     notes = [f"- {run['label']}: {note}" for run in runs for note in run.get("notes", [])]
     lines += ["", "Notes:", "", *notes] if notes else []
-    lines += ["", "API requests per cycle during the steady window, all clients (the twin lists budgets, pods and "
-              "Deployments every tick; kwok renews node leases):", ""]
+    lines += ["", "API requests per cycle during the steady window, all clients. The operator's are its status "
+              "patches, Events and scale patches (the row above) and one LIST of the target's pods per reconcile (`LIST "
+              "pods`, which also holds the twin's: one per tick, per namespace with --namespaced); the twin lists "
+              "budgets and Deployments too, kwok renews node leases:", ""]
     for run in runs:
         requests = ", ".join(f"{key}: {value:g}" for key, value in run["api_requests_per_cycle"].items())
         lines.append(f"- {run['label']}: {requests or '-'}")
