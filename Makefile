@@ -10,14 +10,15 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 PYTEST := $(BIN)/pytest
 CLUSTER := $(PYTHON) hack/cluster/cluster.py
 
-.PHONY: help venv docs system-deps test test-unit test-integration test-e2e lint crd bench demo manifests image \
-	cluster-up cluster-down clean
+.PHONY: help venv docs system-deps test test-unit test-integration test-e2e lint crd bench bench-scale demo \
+	manifests image cluster-up cluster-down clean
 
 help:
 	@echo "make demo   - local cluster, Prometheus, simulated fleet, operator and a sample budget (live view)"
 	@echo "make test   - every test tier (unit, e2e against a real local control plane)"
 	@echo "make lint   - ruff and mypy --strict"
 	@echo "make bench  - replay the public traces through every policy; tables in bench/results/"
+	@echo "make bench-scale - 1,000 budgets on the local cluster: cycle time, queries, CPU, RSS (SCALE_ARGS=...)"
 	@echo "make crd    - regenerate crds/ and docs/reference.md from the API models"
 
 venv: $(STAMP)
@@ -77,6 +78,13 @@ docs: crd
 
 bench: venv
 	$(BIN)/python bench/run_bench.py
+
+# One operator replica against 1,000 budgets (3,000 kwok pods) on the local cluster `scale`; figures in
+# bench/results/scale.md. SCALE_ARGS="--budgets 100" and the like: see bench/scale.py --help.
+SCALE_ARGS ?=
+bench-scale: venv system-deps
+	$(CLUSTER) build
+	$(BIN)/python bench/scale.py $(SCALE_ARGS)
 
 # The whole system on this machine, decisions shown live; DEMO_SECONDS=N runs it unattended for N seconds.
 demo: venv system-deps

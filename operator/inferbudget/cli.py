@@ -100,13 +100,12 @@ def _cmd_twin(args: argparse.Namespace) -> int:
     import threading
 
     from kubernetes import config
-    from prometheus_client import CollectorRegistry
 
     from inferbudget.actuate.kube import TimedApiClient
     from inferbudget.sim.fleet import length_sample, load_profile
     from inferbudget.sim.traces import load_trace
     from inferbudget.sim.twin import Twin, run_forever
-    from inferbudget.telemetry import serve_metrics
+    from inferbudget.telemetry import serve_text
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s twin: %(message)s")
     config.load_kube_config()  # type: ignore[no-untyped-call]
@@ -115,9 +114,7 @@ def _cmd_twin(args: argparse.Namespace) -> int:
     # a listing that hangs (a stalled API server) must not stop the pods' clock: give up and serve as last seen
     twin = Twin(TimedApiClient(timeout=5), load_profile(args.profile), trace, length_sample(trace), variant_map,
                 args.gpu, args.namespace or None)
-    registry = CollectorRegistry()
-    registry.register(twin.collector)
-    server = serve_metrics(registry, args.host, args.port)
+    server = serve_text(twin.collector.render, args.host, args.port)
     print(f"twin: serving vLLM metrics on http://{args.host}:{args.port}/metrics, replaying {trace.name} "
           f"(time scale {args.time_scale:g})", flush=True)
     stop = threading.Event()

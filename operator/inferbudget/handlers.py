@@ -1,5 +1,7 @@
 """kopf wiring only: indexes of the objects a reconcile reads, and the per-budget timer that runs it.
 
+The target's pods are listed by its selector at each reconcile rather than indexed: see kube.pod_names.
+
 Each timer tick is observe -> decide -> act -> report (reconcile.py); the status, the engine's state
 included, is written back with one JSON patch so that nothing lives only in this process. That write is
 conditional on the budget's resourceVersion: a decision is only ever made from, and recorded over, the status
@@ -19,7 +21,7 @@ from kubernetes.client.exceptions import ApiException
 
 from inferbudget import reconcile, report
 from inferbudget.actuate import kube
-from inferbudget.actuate.workload import Workload, parse_workload, selects
+from inferbudget.actuate.workload import Workload, parse_workload
 from inferbudget.api.crd import GROUP, PLURAL, VERSION
 from inferbudget.api.spec import InferenceBudgetSpec
 from inferbudget.api.status import InferenceBudgetStatus
@@ -42,10 +44,6 @@ class Runtime:
 
 def index_workloads(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[tuple[str, str], Workload]:
     return {(namespace, name): parse_workload({"kind": "Deployment", **dict(body)})}
-
-
-def index_pods(namespace: str, name: str, labels: kopf.Labels, **_: Any) -> dict[str, tuple[str, dict[str, str]]]:
-    return {namespace: (name, dict(labels))}
 
 
 def index_autoscalers(namespace: str, name: str, spec: kopf.Spec, body: kopf.Body,
@@ -141,7 +139,6 @@ async def _decide_and_record(api: client.ApiClient, spec: InferenceBudgetSpec, b
 
 async def reconcile_budget(namespace: str, name: str, body: kopf.Body, memo: kopf.Memo,
                            logger: logging.Logger | kopf.ObjectLogger, workloads: kopf.Index[Any, Workload],
-                           pods: kopf.Index[str, tuple[str, dict[str, str]]],
                            hpas: kopf.Index[str, tuple[str, str, str]],
                            scaledobjects: kopf.Index[str, tuple[str, str, str]], **_: Any) -> None:
     runtime: Runtime = memo["runtime"]
@@ -157,8 +154,7 @@ async def reconcile_budget(namespace: str, name: str, body: kopf.Body, memo: kop
         conflicts = [label for label, kind, target in others if kind == ref.kind and target == ref.name]
         metrics = None
         if workload is not None and not spec.paused:
-            own_pods = frozenset(pod for pod, labels in pods.get(namespace, [])
-                                 if selects(workload.selector, labels))
+            own_pods = await asyncio.to_thread(kube.pod_names, runtime.api, workload)
             metrics = await _metrics(runtime, namespace, spec, _target(key, namespace, spec, own_pods))
         # The decision is recorded before it is carried out: if the operator dies in between, the restarted one
         # finds it in the status and carries it out once (a repeated decision is not recorded twice).
@@ -232,7 +228,6 @@ def register(registry: kopf.OperatorRegistry, cycle_seconds: float) -> None:
     handler takes only those it needs plus **_.)"""
     kopf.on.login(registry=registry)(kopf.login_via_client)
     kopf.index("apps", "v1", "deployments", id="workloads", registry=registry)(index_workloads)  # type: ignore[arg-type]
-    kopf.index("", "v1", "pods", id="pods", registry=registry)(index_pods)  # type: ignore[arg-type]
     kopf.index("autoscaling", "v2", "horizontalpodautoscalers", id="hpas", registry=registry)(
         index_autoscalers)  # type: ignore[arg-type]
     kopf.index("keda.sh", "v1alpha1", "scaledobjects", id="scaledobjects", registry=registry)(index_autoscalers)  # type: ignore[arg-type]

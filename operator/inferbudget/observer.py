@@ -2,8 +2,8 @@
 
 kopf runs each budget's timer on its own schedule; the first reconcile that finds the snapshot older than a
 cycle refreshes it for every budget seen so far (one batch of queries, see metrics.observe), and the others
-use it. A budget not in the snapshot yet (just created) gets a query batch of its own once. The snapshot is a
-cache that a restart rebuilds: no decision depends on it surviving.
+use it. Budgets not in the snapshot yet (just created, or all of them at start-up) get one batch between
+them. The snapshot is a cache that a restart rebuilds: no decision depends on it surviving.
 """
 
 import asyncio
@@ -36,8 +36,14 @@ class FleetObserver:
             if self._clock() - self._taken_at >= self._cycle * 0.9:
                 await self._refresh()
             elif target.key not in self._snapshot:
-                self._snapshot.update(await self._observe([(target, source)]))
+                self._snapshot.update(await self._observe(self._unobserved()))
         return self._snapshot[target.key]
+
+    def _unobserved(self) -> list[tuple[Target, Source]]:
+        """Every budget seen but not in the snapshot yet: at start-up (or when many budgets are created at
+        once) their reconciles queue up behind the lock, and one batch then serves all of them instead of a
+        batch each."""
+        return [entry for key, entry in self._targets.items() if key not in self._snapshot]
 
     async def _refresh(self) -> None:
         self._taken_at = self._clock()

@@ -6,6 +6,7 @@ becomes `vllm_num_requests_running`), and vLLM's metric names must arrive exactl
 """
 
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import (
@@ -24,13 +25,18 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 
 def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> ThreadingHTTPServer:
     """Serves registry on http://host:port/metrics from a daemon thread; `.shutdown()` stops it."""
+    return serve_text(lambda: generate_latest(registry), host, port)
+
+
+def serve_text(render: Callable[[], bytes], host: str, port: int) -> ThreadingHTTPServer:
+    """Serves what render() writes (the text format) on http://host:port/metrics, as serve_metrics does."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if self.path.split("?")[0] not in ("/metrics", "/"):
                 self.send_error(404)
                 return
-            body = generate_latest(registry)
+            body = render()
             self.send_response(200)
             self.send_header("Content-Type", CONTENT_TYPE_LATEST)
             self.send_header("Content-Length", str(len(body)))

@@ -356,12 +356,13 @@ def test_the_cluster_role_grants_exactly_the_operators_verbs_everywhere(cluster:
                 ("patch", "inferencebudgets", "inferbudget.io", "status"),
                 ("get", "deployments", "apps", ""), ("patch", "deployments", "apps", ""),
                 ("patch", "deployments", "apps", "scale"),
-                ("patch", "statefulsets", "apps", "scale"), ("watch", "pods", "", ""),
+                ("patch", "statefulsets", "apps", "scale"), ("list", "pods", "", ""),
                 ("watch", "horizontalpodautoscalers", "autoscaling", ""), ("watch", "scaledobjects", "keda.sh", ""),
                 ("create", "events", "", ""), ("watch", "customresourcedefinitions", "apiextensions.k8s.io", ""),
                 ("patch", "clusterkopfpeerings", "kopf.dev", "")]:
             assert allowed(api_client, verb, resource, group, subresource), f"{verb} {group}/{resource}/{subresource}"
         for verb, resource, group in [("get", "secrets", ""), ("list", "secrets", ""), ("create", "pods", ""),
+                                      ("watch", "pods", ""),
                                       ("delete", "deployments", "apps"), ("update", "deployments", "apps"),
                                       ("delete", "inferencebudgets", "inferbudget.io"), ("get", "configmaps", ""),
                                       ("create", "clusterkopfpeerings", "kopf.dev")]:

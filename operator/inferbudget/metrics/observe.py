@@ -64,10 +64,25 @@ class BudgetMetrics:
 
 @dataclass
 class _Results:
-    """Query results by pod, or the problem that kept each query from answering."""
+    """Query results by pod, or the problem that kept each query from answering.
 
-    by_query: dict[str, list[Sample]] = field(default_factory=dict)
+    Each result is indexed by (namespace, pod) once, so that a budget picks its pods' samples by lookup: a
+    scan of the whole result per budget would cost budgets x pods per cycle."""
+
+    by_query: dict[str, dict[PodKey, list[Sample]]] = field(default_factory=dict)
     problems: dict[str, str] = field(default_factory=dict)
+
+    def own(self, promql: str | None, target: Target) -> list[Sample]:
+        """The samples of the target's pods in this query's result (none when it did not answer)."""
+        by_pod = self.by_query.get(promql, {}) if promql else {}
+        return [sample for pod in target.pods for sample in by_pod.get((target.namespace, pod), ())]
+
+
+def _by_pod(samples: list[Sample]) -> dict[PodKey, list[Sample]]:
+    index: dict[PodKey, list[Sample]] = {}
+    for sample in samples:
+        index.setdefault((sample.labels.get("namespace", ""), sample.labels.get("pod", "")), []).append(sample)
+    return index
 
 
 async def _run_all(client: PrometheusClient, queries: Iterable[str]) -> _Results:
@@ -85,7 +100,7 @@ async def _run_all(client: PrometheusClient, queries: Iterable[str]) -> _Results
         if isinstance(answer, PrometheusError):
             results.problems[promql] = str(answer)
         else:
-            results.by_query[promql] = answer
+            results.by_query[promql] = _by_pod(answer)
     return results
 
 
@@ -130,21 +145,16 @@ def _custom_plan(target: Target, window: str) -> _Plan:
                  fill(target.custom.queue), fill(target.custom.memory), None)
 
 
-def _own(samples: list[Sample], target: Target) -> list[Sample]:
-    return [sample for sample in samples
-            if sample.labels.get("namespace") == target.namespace and sample.labels.get("pod") in target.pods]
-
-
 def _summarise(target: Target, plan: _Plan, results: _Results) -> BudgetMetrics:
     essential = (plan.latency.promql, plan.request_rate)
     problems = [results.problems[promql] for promql in essential if promql in results.problems]
     if problems:
         return BudgetMetrics(problems=tuple(problems))
-    rate_samples = _own(results.by_query[plan.request_rate], target)
+    rate_samples = results.own(plan.request_rate, target)
     if not rate_samples:
         missing = f"no request-rate series for the {len(target.pods)} pod(s) of the target"
         return BudgetMetrics(problems=(missing,))
-    latency_samples = _own(results.by_query[plan.latency.promql], target)
+    latency_samples = results.own(plan.latency.promql, target)
     return BudgetMetrics(
         latency_ms=_latency_ms(plan.latency, latency_samples, target.quantile),
         requests_per_second=sum(s.value for s in rate_samples),
@@ -165,18 +175,18 @@ def _latency_ms(query: LatencyQuery, samples: list[Sample], q: float) -> float |
 
 
 def _total(promql: str | None, results: _Results, target: Target) -> float | None:
-    samples = _own(results.by_query.get(promql, []), target) if promql else []
+    samples = results.own(promql, target)
     return sum(s.value for s in samples) if samples else None
 
 
 def _largest(promql: str | None, results: _Results, target: Target) -> int | None:
-    samples = _own(results.by_query.get(promql, []), target) if promql else []
+    samples = results.own(promql, target)
     return int(max(s.value for s in samples)) if samples else None
 
 
 def _newest(promql: str | None, results: _Results, target: Target, fallback: list[Sample]) -> float:
     """The time of the OLDEST pod's newest sample: one stale pod makes the budget's view stale."""
-    samples = _own(results.by_query.get(promql, []), target) if promql else []
+    samples = results.own(promql, target)
     return min(s.value for s in samples) if samples else min(s.timestamp for s in fallback)
 
 
