@@ -62,16 +62,21 @@ def performance(variant: Variant, state: EngineState, threshold_s: float, hint_f
 
 
 def hint_factor(spec: InferenceBudgetSpec, state: EngineState, running: str | None) -> float:
-    """Learned capacity over declared capacity of the running variant, once it has been observed enough."""
-    variant = spec.variant(running) if running else None
-    if variant is None:
-        return 1.0
-    learned = state.learned.get(variant.name)
-    hint = capacity_hint(variant)
-    if learned is None or learned.samples < MIN_SAMPLES_TO_TRANSFER or hint is None:
-        return 1.0
-    capacity = learned.requests_per_second_per_replica
-    return capacity / hint if capacity is not None else 1.0
+    """Learned capacity over declared capacity: of the running variant once it has been observed enough, else of
+    the variant observed the most. A swap must not forget how the hints compare with the real fleet: a variant
+    just swapped to would otherwise look as slow as its bare hint, and the engine would swap straight back."""
+    observed = sorted((v for v in spec.variants if v.name != running),
+                      key=lambda v: -state.learned.get(v.name, LearnedVariant()).samples)
+    running_variant = spec.variant(running) if running else None
+    for variant in ([running_variant] if running_variant is not None else []) + observed:
+        learned = state.learned.get(variant.name)
+        hint = capacity_hint(variant)
+        if learned is None or learned.samples < MIN_SAMPLES_TO_TRANSFER or hint is None:
+            continue
+        capacity = learned.requests_per_second_per_replica
+        if capacity is not None:
+            return capacity / hint
+    return 1.0
 
 
 def capacity_hint(variant: Variant) -> float | None:
@@ -159,7 +164,9 @@ def learn_capacity(state: EngineState, spec: InferenceBudgetSpec, observation: O
         return state
     learned = state.learned.get(variant.name, LearnedVariant())
     fitted = max(line.capacity(threshold_s), MIN_CAPACITY)
-    current = learned.requests_per_second_per_replica if learned.samples else capacity_hint(variant)
+    hint = capacity_hint(variant)
+    current = learned.requests_per_second_per_replica if learned.samples else (
+        hint * hint_factor(spec, state, variant.name) if hint is not None else None)  # where planning started
     if current is not None and fitted > current:
         # Optimism needs evidence near the claim: a fleet idling at low load says little about where its
         # latency would reach the threshold, and extrapolating with a slope fitted elsewhere makes counts flap.
