@@ -130,6 +130,8 @@ def _over_threshold(spec: InferenceBudgetSpec, observation: Observation, option:
     measured = (f"{say.percentile(spec)} {say.latency(observation.latency_ms)} > "
                 f"{say.latency(spec.latency.threshold_ms)} at {say.rate(observation.requests_per_second or 0.0)}")
     planned = say.rate(option.sizing.planned_load)
+    if not option.carries_load:
+        return "LatencyOverBudget", f"{measured}: holding {fleet}, the most the caps allow"
     carry = "carries" if observation.desired_replicas == 1 else "carry"
     if observation.ready_replicas < observation.desired_replicas:
         return "ReplicasStarting", (f"{measured} with {observation.ready_replicas} of {observation.desired_replicas} "

@@ -95,3 +95,11 @@ def test_within_budget_is_said_only_when_the_latency_is() -> None:
     decision, _ = decide(one_variant(), seen(9.0, replicas=3, latency_ms=800.0), EngineState(), 0.0)
     assert decision.reason == "WithinBudget"
     assert decision.message == "p95 800ms <= 1.0s at 9.0 req/s: 3 replicas of big (30.00/h)"
+
+
+def test_latency_over_the_threshold_at_the_cap_is_not_said_to_be_carried() -> None:
+    spec = one_variant(cost={"maxPerHour": "30.00"})  # 3 replicas of big at most: 12 req/s of the 30
+    decision, _ = decide(spec, seen(30.0, replicas=3, latency_ms=1500.0), EngineState(), 0.0)
+    assert (decision.action, decision.reason, decision.feasible) == ("None", "Infeasible", False)
+    assert decision.message.endswith("p95 1.5s > 1.0s at 30.0 req/s: holding 3 replicas of big (30.00/h), the most "
+                                     "the caps allow")
