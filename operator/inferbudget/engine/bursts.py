@@ -6,15 +6,18 @@ load rises above its level within that time, and keeps replicas for it.
 
 Every cycle it measures the excess: the highest rate sampled over the horizon ending now (the running variant's
 start-up plus one cycle) less the base load at the horizon's start (the median rate of the BASE_SECONDS before:
-the level the load returns to between bursts, which a burst hardly moves). An excess counts only when the
-latency measured this cycle is over the threshold; a rise the fleet absorbed needs no headroom and counts as 0,
-so a load whose bursts the sizing already covers gets none. The burst floor is the base load now plus the
+the level the load returns to between bursts, which a burst hardly moves). An excess counts only when it is a
+burst, more than JUMP above the base as the forecast defines one (noise on a steady load is not: holding
+replicas for it would make them come and go with the noise), and the latency measured this cycle is over the
+threshold; a rise the fleet absorbed needs no headroom and counts as 0, so a load whose bursts the sizing
+already covers gets none. The burst floor is the base load now plus the
 BURST_QUANTILE of the last MAX_BURST_SAMPLES excesses: headroom appears once bursts have breached the latency on
 more than 1 - BURST_QUANTILE of recent cycles, and fades as they stop doing so.
 """
 
 import math
 
+from inferbudget.engine.forecast import JUMP
 from inferbudget.engine.state import BaseSample, RateSample
 
 BURST_QUANTILE = 0.9
@@ -43,8 +46,8 @@ def remember_bases(bases: tuple[BaseSample, ...], now: float, base: float,
 
 def excess(bases: tuple[BaseSample, ...], rates: tuple[RateSample, ...], now: float, horizon_seconds: float,
            *, breached: bool) -> float | None:
-    """How far the load rose above its base within the horizon ending now, when that breached the latency
-    (0 when it did not); None before a whole horizon has been observed."""
+    """How far the load rose above its base within the horizon ending now, when that was a burst and breached
+    the latency (0 otherwise); None before a whole horizon has been observed."""
     start = [sample for sample in bases if sample[0] <= now - horizon_seconds]
     if not start:
         return None
@@ -52,7 +55,7 @@ def excess(bases: tuple[BaseSample, ...], rates: tuple[RateSample, ...], now: fl
     peak = max((rps for t, rps in rates if began < t <= now), default=None)
     if peak is None:
         return None
-    return max(peak - base, 0.0) if breached else 0.0
+    return peak - base if breached and peak > base * (1 + JUMP) else 0.0
 
 
 def remember_excess(excesses: tuple[float, ...], sample: float | None) -> tuple[float, ...]:

@@ -103,3 +103,9 @@ def test_latency_over_the_threshold_at_the_cap_is_not_said_to_be_carried() -> No
     assert (decision.action, decision.reason, decision.feasible) == ("None", "Infeasible", False)
     assert decision.message.endswith("p95 1.5s > 1.0s at 30.0 req/s: holding 3 replicas of big (30.00/h), the most "
                                      "the caps allow")
+
+
+def test_noise_on_a_steady_load_is_no_burst_even_when_the_latency_is_over() -> None:
+    rates = ((0.0, 30.0), (15.0, 30.0), (30.0, 30.6))  # 2% above the level: noise, not a burst
+    bases = ((0.0, 30.0), (15.0, 30.0), (30.0, 30.0))
+    assert excess(bases, rates, 30.0, 15.0, breached=True) == 0.0
