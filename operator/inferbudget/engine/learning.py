@@ -83,6 +83,14 @@ def capacity_hint(variant: Variant) -> float | None:
     return variant.capacity_hint.requests_per_second if variant.capacity_hint is not None else None
 
 
+def startup_seconds(spec: InferenceBudgetSpec, state: EngineState, name: str | None) -> float:
+    """Start-up time of the named variant: declared, else learned, else DEFAULT_STARTUP_SECONDS."""
+    variant = spec.variant(name) if name else None
+    if variant is None:
+        return DEFAULT_STARTUP_SECONDS
+    return _startup_seconds(variant, state.learned.get(variant.name, LearnedVariant()))
+
+
 def _startup_seconds(variant: Variant, learned: LearnedVariant) -> float:
     if variant.startup_seconds is not None:
         return float(variant.startup_seconds)
