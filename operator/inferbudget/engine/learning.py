@@ -5,7 +5,8 @@ from steady fleets only: the same variant and replica count for a whole latency 
 percentile describes the replicas that are running now. The estimate used for planning moves towards the
 fitted line's capacity by a bounded step per observation, so one odd sample cannot swing it: down by at most
 MAX_STEP_DOWN (less capacity means more replicas, the safe direction, so evidence of a breach acts quickly)
-and up by at most MAX_STEP_UP, and only to MAX_EXTRAPOLATION times a load seen within the threshold.
+and up by at most MAX_STEP_UP, only to MAX_EXTRAPOLATION times a load seen within the threshold, and never above
+a load at which the latency was seen over it (until it is seen within it there again).
 
 A variant that has not run yet is judged by its hint scaled by what the running variant taught: if the pods
 carry 60% of their declared capacity under the real traffic (burstier, longer requests than the benchmark
@@ -28,6 +29,7 @@ MAX_EXTRAPOLATION = 1.25  # capacity rises to at most this multiple of a load ob
 STARTUP_LEARNING_RATE = 0.5
 MAX_STARTUP_SAMPLE_SECONDS = 3600.0  # longer "start-ups" are crash loops, not start-up time
 MIN_CAPACITY = 1e-3  # requests/s per replica: keeps replica counts finite when latency misses at any load
+BREACH_CLEARANCE = 0.95  # within the threshold at 95% of a breached load clears the breach
 MIN_SAMPLES_TO_TRANSFER = 5  # observations of the running variant before its lesson applies to the others
 
 
@@ -171,6 +173,7 @@ def learn_capacity(state: EngineState, spec: InferenceBudgetSpec, observation: O
     if line is None:
         return state
     learned = state.learned.get(variant.name, LearnedVariant())
+    breached_at = _breached_at(learned.breached_at, rate, latency_ms <= spec.latency.threshold_ms)
     fitted = max(line.capacity(threshold_s), MIN_CAPACITY)
     hint = capacity_hint(variant)
     current = learned.requests_per_second_per_replica if learned.samples else (
@@ -180,9 +183,22 @@ def learn_capacity(state: EngineState, spec: InferenceBudgetSpec, observation: O
         # latency would reach the threshold, and extrapolating with a slope fitted elsewhere makes counts flap.
         fitted = min(fitted, max(current, rate * MAX_EXTRAPOLATION)) if latency_ms <= spec.latency.threshold_ms \
             else current
+        if breached_at is not None:
+            fitted = min(fitted, max(current, breached_at))
     capacity = fitted if current is None else _bounded_step(current, fitted)
     return _with_learned(state, variant.name, learned.model_copy(update={
-        "requests_per_second_per_replica": capacity, "samples": learned.samples + 1}))
+        "requests_per_second_per_replica": capacity, "samples": learned.samples + 1, "breached_at": breached_at}))
+
+
+def _breached_at(previous: float | None, rate: float, within: bool) -> float | None:
+    """The lowest per-replica load seen over the threshold, forgotten once the latency is within it at nearly
+    that load (BREACH_CLEARANCE). Learning up stops there: without it, capacity extrapolated from a fleet idling
+    within budget creeps above the truth, a scale-down breaches, the scale-up undoes it, and so on for ever."""
+    if not within:
+        return rate if previous is None else min(previous, rate)
+    if previous is not None and rate >= previous * BREACH_CLEARANCE:
+        return None
+    return previous
 
 
 def _steady(state: EngineState, spec: InferenceBudgetSpec, observation: Observation, now: float) -> bool:
