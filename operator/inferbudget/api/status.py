@@ -59,6 +59,10 @@ class LearnedVariant(ApiModel):
         None, description="Learned requests per second one replica serves within the latency budget.")
     startup_seconds: float | None = Field(None, description="Learned seconds from a new pod to Ready.")
     samples: int = Field(0, ge=0, description="How many observations the estimates rest on.")
+    breached_at: float | None = Field(
+        None, ge=0, description="The lowest requests per second per replica at which the latency was seen over "
+        "the threshold, until the latency is seen within it near that load: the learned capacity does not rise "
+        "above it.")
 
 
 class PredictionError(ApiModel):

@@ -22,9 +22,10 @@ from dataclasses import dataclass, replace
 from inferbudget.api.spec import InferenceBudgetSpec
 from inferbudget.api.status import Action
 from inferbudget.engine import messages as say
+from inferbudget.engine.bursts import base_load, excess, headroom, remember_bases, remember_excess
 from inferbudget.engine.decision import Decision, Reason, cost_of, hold
 from inferbudget.engine.forecast import load_now, remember_rate, trend
-from inferbudget.engine.learning import learn_capacity, track_fleet
+from inferbudget.engine.learning import learn_capacity, startup_seconds, track_fleet
 from inferbudget.engine.observation import Observation
 from inferbudget.engine.pacing import pace
 from inferbudget.engine.planning import Loads, Option, Plan, plan
@@ -36,7 +37,8 @@ DEFAULT_CYCLE_SECONDS = 30.0  # until two cycles have been seen
 
 # Reasons that describe the plan itself; when the plan is infeasible they give way to Infeasible.
 _PLANNING_REASONS: frozenset[Reason] = frozenset({
-    "WithinBudget", "LatencyOverBudget", "CapacityForecast", "LoadFell", "CheaperVariant", "BetterQualityFits"})
+    "WithinBudget", "ReplicasStarting", "LatencyOverPlan", "LatencyOverBudget", "BurstHeadroom", "CapacityForecast",
+    "LoadFell", "CheaperVariant", "BetterQualityFits"})
 
 
 def decide(spec: InferenceBudgetSpec, observation: Observation, state: EngineState,
@@ -83,6 +85,8 @@ class Cycle:
             peak=max(current, peak if peak is not None else current),
             low=min(current, low if low is not None else current),
             cycle_seconds=self.state.cycle_seconds or DEFAULT_CYCLE_SECONDS,
+            base=base_load(self.state.rates, self.now),
+            burst_headroom=headroom(self.state.burst_excesses),
         )
 
     def may_scale_down(self) -> bool:
@@ -223,17 +227,22 @@ def _remember(spec: InferenceBudgetSpec, observation: Observation, state: Engine
         # scale-down. The window's old peaks are kept, which only makes scale-down more cautious.
         return state.model_copy(update={
             "blind_since": state.blind_since if state.blind_since is not None else now,
-            "observing_since": None, "rates": ()})
+            "observing_since": None, "rates": (), "bases": ()})
     rps = observation.requests_per_second or 0.0
     policy = spec.policy
     span = float(max(policy.scale_up.stabilization_seconds, policy.scale_down.stabilization_seconds))
     state = learn_capacity(state, spec, observation, now)
     rates = remember_rate(state.rates, now, rps)
+    horizon = startup_seconds(spec, state, observation.variant) + (state.cycle_seconds or DEFAULT_CYCLE_SECONDS)
+    breached = observation.latency_ms is not None and observation.latency_ms > spec.latency.threshold_ms
+    rise = excess(state.bases, rates, now, horizon, breached=breached)
     return state.model_copy(update={
         "blind_since": None,
         "observing_since": state.observing_since if state.observing_since is not None else now,
         "rates": rates,
         "window": remember(state.window, now, load_now(rates, now, rps), span),
+        "bases": remember_bases(state.bases, now, base_load(rates, now), horizon),
+        "burst_excesses": remember_excess(state.burst_excesses, rise),
     })
 
 

@@ -9,7 +9,10 @@ from inferbudget.api.status import Action
 
 Reason = Literal[
     "WithinBudget",
+    "ReplicasStarting",
+    "LatencyOverPlan",
     "LatencyOverBudget",
+    "BurstHeadroom",
     "CapacityForecast",
     "LoadFell",
     "CheaperVariant",
@@ -34,6 +37,12 @@ Reason = Literal[
 # One line per reason: what it means. docs/concepts.md and `inferbudget explain` show these.
 REASONS: dict[Reason, str] = {
     "WithinBudget": "the current variant and replica count carry the load within every budget; nothing to do",
+    "ReplicasStarting": "the replicas asked for carry the planned load but some are still starting; the latency "
+                        "measured is that of the fleet without them: held until they are Ready",
+    "LatencyOverPlan": "the latency percentile is over its threshold although the replicas carry the planned load "
+                       "(a burst shorter than the load's one-minute smoothing, or capacity still being learned): held",
+    "BurstHeadroom": "bursts shorter than a replica's start-up have breached the latency lately: replicas kept for "
+                     "the level plus the typical rise of such bursts",
     "LatencyOverBudget": "the latency percentile is over its threshold: more replicas (or a faster variant)",
     "CapacityForecast": "the load forecast over the replicas' start-up time needs more replicas than run now",
     "LoadFell": "the highest load of the scale-down stabilization window needs fewer replicas",

@@ -5,7 +5,8 @@ from steady fleets only: the same variant and replica count for a whole latency 
 percentile describes the replicas that are running now. The estimate used for planning moves towards the
 fitted line's capacity by a bounded step per observation, so one odd sample cannot swing it: down by at most
 MAX_STEP_DOWN (less capacity means more replicas, the safe direction, so evidence of a breach acts quickly)
-and up by at most MAX_STEP_UP, and only to MAX_EXTRAPOLATION times a load seen within the threshold.
+and up by at most MAX_STEP_UP, only to MAX_EXTRAPOLATION times a load seen within the threshold, and never above
+a load at which the latency was seen over it (until it is seen within it there again).
 
 A variant that has not run yet is judged by its hint scaled by what the running variant taught: if the pods
 carry 60% of their declared capacity under the real traffic (burstier, longer requests than the benchmark
@@ -28,6 +29,7 @@ MAX_EXTRAPOLATION = 1.25  # capacity rises to at most this multiple of a load ob
 STARTUP_LEARNING_RATE = 0.5
 MAX_STARTUP_SAMPLE_SECONDS = 3600.0  # longer "start-ups" are crash loops, not start-up time
 MIN_CAPACITY = 1e-3  # requests/s per replica: keeps replica counts finite when latency misses at any load
+BREACH_CLEARANCE = 0.95  # within the threshold at 95% of a breached load clears the breach
 MIN_SAMPLES_TO_TRANSFER = 5  # observations of the running variant before its lesson applies to the others
 
 
@@ -62,20 +64,33 @@ def performance(variant: Variant, state: EngineState, threshold_s: float, hint_f
 
 
 def hint_factor(spec: InferenceBudgetSpec, state: EngineState, running: str | None) -> float:
-    """Learned capacity over declared capacity of the running variant, once it has been observed enough."""
-    variant = spec.variant(running) if running else None
-    if variant is None:
-        return 1.0
-    learned = state.learned.get(variant.name)
-    hint = capacity_hint(variant)
-    if learned is None or learned.samples < MIN_SAMPLES_TO_TRANSFER or hint is None:
-        return 1.0
-    capacity = learned.requests_per_second_per_replica
-    return capacity / hint if capacity is not None else 1.0
+    """Learned capacity over declared capacity: of the running variant once it has been observed enough, else of
+    the variant observed the most. A swap must not forget how the hints compare with the real fleet: a variant
+    just swapped to would otherwise look as slow as its bare hint, and the engine would swap straight back."""
+    observed = sorted((v for v in spec.variants if v.name != running),
+                      key=lambda v: -state.learned.get(v.name, LearnedVariant()).samples)
+    running_variant = spec.variant(running) if running else None
+    for variant in ([running_variant] if running_variant is not None else []) + observed:
+        learned = state.learned.get(variant.name)
+        hint = capacity_hint(variant)
+        if learned is None or learned.samples < MIN_SAMPLES_TO_TRANSFER or hint is None:
+            continue
+        capacity = learned.requests_per_second_per_replica
+        if capacity is not None:
+            return capacity / hint
+    return 1.0
 
 
 def capacity_hint(variant: Variant) -> float | None:
     return variant.capacity_hint.requests_per_second if variant.capacity_hint is not None else None
+
+
+def startup_seconds(spec: InferenceBudgetSpec, state: EngineState, name: str | None) -> float:
+    """Start-up time of the named variant: declared, else learned, else DEFAULT_STARTUP_SECONDS."""
+    variant = spec.variant(name) if name else None
+    if variant is None:
+        return DEFAULT_STARTUP_SECONDS
+    return _startup_seconds(variant, state.learned.get(variant.name, LearnedVariant()))
 
 
 def _startup_seconds(variant: Variant, learned: LearnedVariant) -> float:
@@ -158,16 +173,32 @@ def learn_capacity(state: EngineState, spec: InferenceBudgetSpec, observation: O
     if line is None:
         return state
     learned = state.learned.get(variant.name, LearnedVariant())
+    breached_at = _breached_at(learned.breached_at, rate, latency_ms <= spec.latency.threshold_ms)
     fitted = max(line.capacity(threshold_s), MIN_CAPACITY)
-    current = learned.requests_per_second_per_replica if learned.samples else capacity_hint(variant)
+    hint = capacity_hint(variant)
+    current = learned.requests_per_second_per_replica if learned.samples else (
+        hint * hint_factor(spec, state, variant.name) if hint is not None else None)  # where planning started
     if current is not None and fitted > current:
         # Optimism needs evidence near the claim: a fleet idling at low load says little about where its
         # latency would reach the threshold, and extrapolating with a slope fitted elsewhere makes counts flap.
         fitted = min(fitted, max(current, rate * MAX_EXTRAPOLATION)) if latency_ms <= spec.latency.threshold_ms \
             else current
+        if breached_at is not None:
+            fitted = min(fitted, max(current, breached_at))
     capacity = fitted if current is None else _bounded_step(current, fitted)
     return _with_learned(state, variant.name, learned.model_copy(update={
-        "requests_per_second_per_replica": capacity, "samples": learned.samples + 1}))
+        "requests_per_second_per_replica": capacity, "samples": learned.samples + 1, "breached_at": breached_at}))
+
+
+def _breached_at(previous: float | None, rate: float, within: bool) -> float | None:
+    """The lowest per-replica load seen over the threshold, forgotten once the latency is within it at nearly
+    that load (BREACH_CLEARANCE). Learning up stops there: without it, capacity extrapolated from a fleet idling
+    within budget creeps above the truth, a scale-down breaches, the scale-up undoes it, and so on for ever."""
+    if not within:
+        return rate if previous is None else min(previous, rate)
+    if previous is not None and rate >= previous * BREACH_CLEARANCE:
+        return None
+    return previous
 
 
 def _steady(state: EngineState, spec: InferenceBudgetSpec, observation: Observation, now: float) -> bool:

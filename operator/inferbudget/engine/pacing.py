@@ -44,7 +44,21 @@ def _scale_up(spec: InferenceBudgetSpec, observation: Observation, option: Optio
         message = (f"{say.percentile(spec)} {say.latency(latency_ms)} > {say.latency(threshold)} at "
                    f"{say.rate(load)}: {change}")
         return _change(spec, option, "ScaleUp", "LatencyOverBudget", message, target)
+    if _burst_bound(option):
+        return _change(spec, option, "ScaleUp", "BurstHeadroom", f"{_bursts(option, load)}: {change}", target)
     return _change(spec, option, "ScaleUp", "CapacityForecast", f"{_growth(option, load)}: {change}", target)
+
+
+def _burst_bound(option: Option) -> bool:
+    """The burst floor, not the forecast or the window, sets the count (engine.bursts)."""
+    assert option.sizing is not None
+    return option.sizing.burst_load > max(option.sizing.planned_load, option.sizing.window_load)
+
+
+def _bursts(option: Option, load: float) -> str:
+    assert option.sizing is not None
+    return (f"{say.rate(load)}, but bursts within {say.seconds(option.sizing.horizon_seconds)} (a replica's "
+            f"start-up) have breached the latency lately: keeping replicas for {say.rate(option.sizing.burst_load)}")
 
 
 def _growth(option: Option, load: float) -> str:
@@ -65,7 +79,8 @@ def _scale_down(spec: InferenceBudgetSpec, observation: Observation, option: Opt
     step = max(1, current * spec.policy.scale_down.max_step_percent // 100)
     target = max(option.replicas, current - step)
     window = say.seconds(spec.policy.scale_down.stabilization_seconds)
-    message = (f"peak {say.rate(option.sizing.window_load)} over the last {window} needs {option.replicas}: "
+    bursts = (f" (with the burst headroom, {say.rate(option.sizing.burst_load)})" if _burst_bound(option) else "")
+    message = (f"peak {say.rate(option.sizing.window_load)} over the last {window}{bursts} needs {option.replicas}: "
                f"{current} -> {say.fleet(target, option.variant.name)}")
     return _change(spec, option, "ScaleDown", "LoadFell", message, target)
 
@@ -94,13 +109,35 @@ def _steady(spec: InferenceBudgetSpec, observation: Observation, option: Option)
                    f"stayed low for the {window} scale-down window")
         return hold(spec, name, current, "Stabilizing", message, feasible=None, latency_ms=option.latency_ms)
     latency, threshold = observation.latency_ms, spec.latency.threshold_ms
-    versus = "<=" if latency is not None and latency <= threshold else ">"
-    measured = (f"{say.percentile(spec)} {say.latency(latency)} {versus} {say.latency(threshold)} at "
-                if latency is not None else "")
-    message = f"{measured}{say.rate(load)}: {say.fleet(current, name)} ({say.money(option.cost_per_hour)})"
-    return Decision(action="None", reason="WithinBudget", message=message, variant=name, replicas=current,
+    fleet = f"{say.fleet(current, name)} ({say.money(option.cost_per_hour)})"
+    reason: Reason = "WithinBudget"
+    if latency is None:
+        message = f"{say.rate(load)}: {fleet}"
+    elif latency <= threshold:
+        measured = f"{say.percentile(spec)} {say.latency(latency)} <= {say.latency(threshold)}"
+        message = f"{measured} at {say.rate(load)}: {fleet}"
+    else:
+        reason, message = _over_threshold(spec, observation, option, fleet)
+    return Decision(action="None", reason=reason, message=message, variant=name, replicas=current,
                     predicted_latency_ms=option.latency_ms, predicted_cost_per_hour=option.cost_per_hour,
                     feasible=None)
+
+
+def _over_threshold(spec: InferenceBudgetSpec, observation: Observation, option: Option,
+                    fleet: str) -> tuple[Reason, str]:
+    """The measured latency is over the threshold although the plan keeps the count: say why, truthfully."""
+    assert option.sizing is not None and observation.latency_ms is not None
+    measured = (f"{say.percentile(spec)} {say.latency(observation.latency_ms)} > "
+                f"{say.latency(spec.latency.threshold_ms)} at {say.rate(observation.requests_per_second or 0.0)}")
+    planned = say.rate(option.sizing.planned_load)
+    if not option.carries_load:
+        return "LatencyOverBudget", f"{measured}: holding {fleet}, the most the caps allow"
+    carry = "carries" if observation.desired_replicas == 1 else "carry"
+    if observation.ready_replicas < observation.desired_replicas:
+        return "ReplicasStarting", (f"{measured} with {observation.ready_replicas} of {observation.desired_replicas} "
+                                    f"replicas Ready; {fleet} {carry} the planned {planned} once Ready: holding")
+    return "LatencyOverPlan", (f"{measured}, yet {fleet} {carry} the planned {planned}: holding (a burst shorter "
+                               f"than the load's one-minute smoothing, or capacity still being learned)")
 
 
 def _change(spec: InferenceBudgetSpec, option: Option, action: Action, reason: Reason, message: str,

@@ -48,6 +48,13 @@ class Loads:
     peak: float  # highest over the scale-down window (at least current)
     low: float  # lowest over the scale-up window (current when that window is 0)
     cycle_seconds: float
+    base: float = 0.0  # the level the load returns to between bursts (engine.bursts)
+    burst_headroom: float = 0.0  # how far bursts that breached the latency rose above it, requests/s
+
+    @property
+    def burst_floor(self) -> float:
+        """The load to keep replicas for whatever the forecast: 0 until bursts have breached the latency."""
+        return self.base + self.burst_headroom if self.burst_headroom > 0 else 0.0
 
     def horizon(self, startup_seconds: float) -> float:
         """Seconds until replicas started now are Ready and the next cycle could correct them."""
@@ -67,6 +74,7 @@ class Sizing:
     planned_load: float  # the forecast over the horizon
     window_load: float  # the highest load the scale-down window holds replicas for
     horizon_seconds: float
+    burst_load: float = 0.0  # the burst floor (engine.bursts): replicas are kept for at least this load
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,15 +133,17 @@ def size(spec: InferenceBudgetSpec, perf: Performance, loads: Loads) -> Sizing |
     horizon = loads.horizon(perf.startup_seconds)
     planned = forecast(loads.current, loads.slope, horizon)
     up_load = planned if spec.policy.scale_up.stabilization_seconds == 0 else min(planned, loads.low)
+    floor = loads.burst_floor
     down_capacity = perf.capacity * (1 - SCALE_DOWN_TOLERANCE)
     return Sizing(
-        up=replicas_for(up_load, perf.capacity),
-        down=replicas_for(max(planned, loads.peak), down_capacity),
-        settled=replicas_for(planned, down_capacity),
-        switch=replicas_for(max(planned, loads.peak) * (1 + SWAP_MARGIN), down_capacity),
+        up=replicas_for(max(up_load, floor), perf.capacity),
+        down=replicas_for(max(planned, loads.peak, floor), down_capacity),
+        settled=replicas_for(max(planned, floor), down_capacity),
+        switch=replicas_for(max(planned, loads.peak, floor) * (1 + SWAP_MARGIN), down_capacity),
         planned_load=planned,
         window_load=max(planned, loads.peak),
         horizon_seconds=horizon,
+        burst_load=floor,
     )
 
 

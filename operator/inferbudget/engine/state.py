@@ -14,6 +14,8 @@ from inferbudget.api.status import LearnedVariant
 
 # (time, requests per second): recent load for the trend of the forecast.
 RateSample = tuple[float, float]
+# (time, median rate of the minutes before): the base loads the burst excesses are measured from (engine.bursts).
+BaseSample = tuple[float, float]
 # (bucket start, lowest, highest planned load in the bucket): the stabilization windows.
 WindowBucket = tuple[float, float, float]
 
@@ -65,6 +67,8 @@ class EngineState(ApiModel):
     cycle_seconds: float | None = None  # time between the last two cycles
     rates: tuple[RateSample, ...] = ()
     window: tuple[WindowBucket, ...] = ()
+    bases: tuple[BaseSample, ...] = ()  # over the last start-up horizon (engine.bursts)
+    burst_excesses: tuple[float, ...] = ()  # rises over the base that breached the latency, newest last
     fleet: Fleet | None = None
     starting_since: float | None = None  # replicas have been starting (ready < desired) since then
     last_swap_at: float | None = None  # when the workload's variant was last seen to change

@@ -1,0 +1,72 @@
+"""Headroom for bursts shorter than a replica's start-up, learned from the bursts that hurt.
+
+Replicas started when a burst is seen are Ready only after it (a model server takes a minute or two to start),
+so a bursty load is served by the replicas that were already running. The engine therefore learns how far the
+load rises above its level within that time, and keeps replicas for it.
+
+Every cycle it measures the excess: the highest rate sampled over the horizon ending now (the running variant's
+start-up plus one cycle) less the base load at the horizon's start (the median rate of the BASE_SECONDS before:
+the level the load returns to between bursts, which a burst hardly moves). An excess counts only when it is a
+burst, more than JUMP above the base as the forecast defines one (noise on a steady load is not: holding
+replicas for it would make them come and go with the noise), and the latency measured this cycle is over the
+threshold; a rise the fleet absorbed needs no headroom and counts as 0, so a load whose bursts the sizing
+already covers gets none. The burst floor is the base load now plus the
+BURST_QUANTILE of the last MAX_BURST_SAMPLES excesses: headroom appears once bursts have breached the latency on
+more than 1 - BURST_QUANTILE of recent cycles, and fades as they stop doing so.
+"""
+
+import math
+
+from inferbudget.engine.forecast import JUMP
+from inferbudget.engine.state import BaseSample, RateSample
+
+BURST_QUANTILE = 0.9
+MAX_BURST_SAMPLES = 120  # half an hour of 15 s cycles
+MIN_BURST_SAMPLES = 8  # excesses seen before the floor applies
+BASE_SECONDS = 300.0
+
+
+def base_load(rates: tuple[RateSample, ...], now: float) -> float:
+    """Median of the rates sampled in the last BASE_SECONDS (0 without samples)."""
+    recent = sorted(rps for t, rps in rates if t > now - BASE_SECONDS)
+    if not recent:
+        return 0.0
+    middle = len(recent) // 2
+    return recent[middle] if len(recent) % 2 else (recent[middle - 1] + recent[middle]) / 2
+
+
+def remember_bases(bases: tuple[BaseSample, ...], now: float, base: float,
+                   horizon_seconds: float) -> tuple[BaseSample, ...]:
+    """The bases of the last horizon and the newest one before it (the start of the horizon ending now)."""
+    kept = tuple(sample for sample in bases if sample[0] < now)
+    older = [sample for sample in kept if sample[0] <= now - horizon_seconds]
+    recent = tuple(sample for sample in kept if sample[0] > now - horizon_seconds)
+    return (*older[-1:], *recent, (now, round(base, 4)))
+
+
+def excess(bases: tuple[BaseSample, ...], rates: tuple[RateSample, ...], now: float, horizon_seconds: float,
+           *, breached: bool) -> float | None:
+    """How far the load rose above its base within the horizon ending now, when that was a burst and breached
+    the latency (0 otherwise); None before a whole horizon has been observed."""
+    start = [sample for sample in bases if sample[0] <= now - horizon_seconds]
+    if not start:
+        return None
+    began, base = start[-1]
+    peak = max((rps for t, rps in rates if began < t <= now), default=None)
+    if peak is None:
+        return None
+    return peak - base if breached and peak > base * (1 + JUMP) else 0.0
+
+
+def remember_excess(excesses: tuple[float, ...], sample: float | None) -> tuple[float, ...]:
+    if sample is None:
+        return excesses
+    return (*excesses, round(sample, 3))[-MAX_BURST_SAMPLES:]
+
+
+def headroom(excesses: tuple[float, ...]) -> float:
+    """The BURST_QUANTILE of the excesses, in requests/s; 0 until MIN_BURST_SAMPLES have been seen."""
+    if len(excesses) < MIN_BURST_SAMPLES:
+        return 0.0
+    ordered = sorted(excesses)
+    return ordered[max(math.ceil(BURST_QUANTILE * len(ordered)) - 1, 0)]

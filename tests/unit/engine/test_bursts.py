@@ -1,0 +1,111 @@
+"""Burst headroom (engine.bursts) and the truthful hold messages when the measured latency is over the threshold.
+
+The budget is `builders.one_variant`: big carries 4 req/s per replica (3.8 on the way down), starts in 60 s,
+p95 <= 1000 ms; cycles are 15 s, so a start-up horizon is 75 s.
+"""
+
+from inferbudget.engine import EngineState, decide
+from inferbudget.engine.bursts import MIN_BURST_SAMPLES, base_load, excess, headroom, remember_bases
+
+from .builders import Fleet, one_variant, seen
+
+
+def test_a_rise_that_breached_the_latency_is_measured_from_the_level_before_it() -> None:
+    rates = ((0.0, 4.0), (15.0, 4.0), (30.0, 4.0), (45.0, 16.0), (60.0, 4.0))
+    bases = ((0.0, 4.0), (30.0, 4.0), (45.0, 4.0), (60.0, 4.0))
+    assert excess(bases, rates, 60.0, 45.0, breached=True) == 12.0  # peak 16 over (15, 60], base 4 at 15 s
+
+
+def test_a_rise_the_fleet_absorbed_counts_as_no_excess() -> None:
+    rates = ((0.0, 4.0), (15.0, 4.0), (30.0, 16.0))
+    bases = ((0.0, 4.0), (15.0, 4.0), (30.0, 4.0))
+    assert excess(bases, rates, 30.0, 15.0, breached=False) == 0.0
+
+
+def test_no_excess_before_a_whole_horizon_has_been_observed() -> None:
+    assert excess(((10.0, 4.0),), ((10.0, 4.0),), 20.0, 75.0, breached=True) is None
+
+
+def test_the_base_is_the_level_between_bursts() -> None:
+    rates = ((0.0, 4.0), (15.0, 3.0), (30.0, 30.0), (45.0, 5.0))
+    assert base_load(rates, 45.0) == 4.5  # the median: one burst hardly moves it
+
+
+def test_the_bases_kept_reach_back_exactly_one_horizon() -> None:
+    bases: tuple[tuple[float, float], ...] = ()
+    for now in range(0, 300, 15):
+        bases = remember_bases(bases, float(now), 1.0, 75.0)
+    assert bases[0][0] == 285.0 - 75.0 and len(bases) == 6
+
+
+def test_headroom_is_a_high_quantile_of_recent_excesses_once_enough_are_seen() -> None:
+    assert headroom((12.0,) * (MIN_BURST_SAMPLES - 1)) == 0.0
+    rare = (0.0,) * 18 + (12.0,) * 2  # bursts breached the latency on 10% of cycles: not more than a tenth
+    assert headroom(rare) == 0.0
+    frequent = (0.0,) * 17 + (12.0,) * 3
+    assert headroom(frequent) == 12.0
+
+
+def _quiet(excesses: tuple[float, ...]) -> EngineState:
+    """A state after five quiet minutes at 4 req/s, with these burst excesses learned."""
+    state = EngineState(burst_excesses=excesses)
+    spec = one_variant()
+    for now in range(0, 300, 15):
+        _, state = decide(spec, seen(4.0, replicas=1, at=float(now)), state, float(now))
+    return state.model_copy(update={"burst_excesses": excesses})
+
+
+def test_learned_bursts_keep_replicas_for_the_level_plus_their_rise() -> None:
+    state = _quiet((0.0,) * 17 + (12.0,) * 3)
+    decision, _ = decide(one_variant(), seen(4.0, replicas=1, at=300.0), state, 300.0)
+    assert (decision.action, decision.reason, decision.replicas) == ("ScaleUp", "BurstHeadroom", 4)
+    assert decision.message == ("4.0 req/s, but bursts within 75s (a replica's start-up) have breached the "
+                                "latency lately: keeping replicas for 16.0 req/s: 1 -> 4 replicas of big")
+
+
+def test_bursts_that_never_breached_the_latency_keep_no_replicas() -> None:
+    state = _quiet((0.0,) * 20)
+    decision, _ = decide(one_variant(), seen(4.0, replicas=1, at=300.0), state, 300.0)
+    assert (decision.action, decision.reason, decision.replicas) == ("None", "WithinBudget", 1)
+
+
+def test_a_fleet_whose_bursts_keep_breaching_learns_headroom() -> None:
+    fleet = Fleet(one_variant(), replicas=1)
+    for cycle in range(80):  # a 16 req/s burst for 30 s of every 150 s, breaching the latency
+        burst = cycle % 10 in (8, 9)
+        fleet.step(cycle * 15.0, 16.0 if burst else 4.0, latency_ms=3000.0 if burst else 400.0)
+    assert headroom(fleet.state.burst_excesses) > 0
+
+
+def test_replicas_still_starting_are_said_to_be_starting_not_within_budget() -> None:
+    decision, _ = decide(one_variant(), seen(9.0, replicas=3, ready=2, latency_ms=1500.0), EngineState(), 0.0)
+    assert (decision.action, decision.reason) == ("None", "ReplicasStarting")
+    assert decision.message == ("p95 1.5s > 1.0s at 9.0 req/s with 2 of 3 replicas Ready; 3 replicas of big "
+                                "(30.00/h) carry the planned 9.0 req/s once Ready: holding")
+
+
+def test_latency_over_the_threshold_on_a_fleet_the_plan_deems_enough_is_not_within_budget() -> None:
+    decision, _ = decide(one_variant(), seen(9.0, replicas=3, latency_ms=1500.0), EngineState(), 0.0)
+    assert (decision.action, decision.reason) == ("None", "LatencyOverPlan")
+    assert decision.message.startswith("p95 1.5s > 1.0s at 9.0 req/s, yet 3 replicas of big (30.00/h) carry the "
+                                       "planned 9.0 req/s: holding")
+
+
+def test_within_budget_is_said_only_when_the_latency_is() -> None:
+    decision, _ = decide(one_variant(), seen(9.0, replicas=3, latency_ms=800.0), EngineState(), 0.0)
+    assert decision.reason == "WithinBudget"
+    assert decision.message == "p95 800ms <= 1.0s at 9.0 req/s: 3 replicas of big (30.00/h)"
+
+
+def test_latency_over_the_threshold_at_the_cap_is_not_said_to_be_carried() -> None:
+    spec = one_variant(cost={"maxPerHour": "30.00"})  # 3 replicas of big at most: 12 req/s of the 30
+    decision, _ = decide(spec, seen(30.0, replicas=3, latency_ms=1500.0), EngineState(), 0.0)
+    assert (decision.action, decision.reason, decision.feasible) == ("None", "Infeasible", False)
+    assert decision.message.endswith("p95 1.5s > 1.0s at 30.0 req/s: holding 3 replicas of big (30.00/h), the most "
+                                     "the caps allow")
+
+
+def test_noise_on_a_steady_load_is_no_burst_even_when_the_latency_is_over() -> None:
+    rates = ((0.0, 30.0), (15.0, 30.0), (30.0, 30.6))  # 2% above the level: noise, not a burst
+    bases = ((0.0, 30.0), (15.0, 30.0), (30.0, 30.0))
+    assert excess(bases, rates, 30.0, 15.0, breached=True) == 0.0
