@@ -78,10 +78,11 @@ def _scale_down(spec: InferenceBudgetSpec, observation: Observation, option: Opt
     assert option.sizing is not None
     step = max(1, current * spec.policy.scale_down.max_step_percent // 100)
     target = max(option.replicas, current - step)
-    window = say.seconds(spec.policy.scale_down.stabilization_seconds)
+    seconds = spec.policy.scale_down.stabilization_seconds
+    load = (f"peak {say.rate(option.sizing.window_load)} over the last {say.seconds(seconds)}" if seconds
+            else say.rate(option.sizing.window_load))  # no scale-down window: the load now, not a peak
     bursts = (f" (with the burst headroom, {say.rate(option.sizing.burst_load)})" if _burst_bound(option) else "")
-    message = (f"peak {say.rate(option.sizing.window_load)} over the last {window}{bursts} needs {option.replicas}: "
-               f"{current} -> {say.fleet(target, option.variant.name)}")
+    message = f"{load}{bursts} needs {option.replicas}: {current} -> {say.fleet(target, option.variant.name)}"
     return _change(spec, option, "ScaleDown", "LoadFell", message, target)
 
 

@@ -57,6 +57,12 @@ def test_no_swap_shrinks_the_fleet_before_a_whole_window_has_been_observed() -> 
     assert fleet.run(300.0, 600.0, 2.0).replicas == 1
 
 
+def test_without_a_scale_down_window_the_message_names_the_load_not_a_peak() -> None:
+    fleet = Fleet(one_variant(policy={"scaleDown": {"stabilizationSeconds": 0}}), replicas=9)
+    down = fleet.step(0.0, 3.0)
+    assert down.action == "ScaleDown" and down.message.startswith("3.0 req/s needs 1: 9 -> "), down.message
+
+
 def test_scale_down_is_capped_per_step() -> None:
     fleet = Fleet(one_variant(policy={"scaleDown": {"maxStepPercent": 50}}), replicas=9)
     fleet.run(0.0, 300.0, rps=3.0)
