@@ -26,7 +26,7 @@ from inferbudget.api.crd import GROUP, PLURAL, VERSION
 from inferbudget.api.spec import InferenceBudgetSpec
 from inferbudget.api.status import InferenceBudgetStatus
 from inferbudget.metrics.observe import BudgetMetrics, CustomPromQL, Target
-from inferbudget.metrics.source import SecretReader, SecretUnreadable, source_of
+from inferbudget.metrics.source import DEFAULT, SecretReader, SecretUnreadable, source_of
 from inferbudget.observer import FleetObserver
 from inferbudget.telemetry import OperatorMetrics
 
@@ -68,8 +68,9 @@ def _target(key: str, namespace: str, spec: InferenceBudgetSpec, pods: frozenset
 
 
 async def _metrics(runtime: Runtime, namespace: str, spec: InferenceBudgetSpec, target: Target) -> BudgetMetrics:
-    try:
-        source = await asyncio.to_thread(source_of, namespace, spec.prometheus, runtime.secrets)
+    try:  # a thread only for a budget with its own Prometheus settings (they may name Secrets to read)
+        source = DEFAULT if spec.prometheus is None else await asyncio.to_thread(
+            source_of, namespace, spec.prometheus, runtime.secrets)
     except SecretUnreadable as error:
         return BudgetMetrics(problems=(str(error),))
     return await runtime.observer.metrics_for(target, source)
