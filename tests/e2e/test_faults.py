@@ -148,7 +148,11 @@ def test_api_server_restarted_during_a_swap_swaps_once(cluster: Any, control_pla
     assert [(s["variant"], s["reason"]) for s in swaps] == [("fp8", "MemoryOverBudget")], swaps
     assert scenario.deployment().metadata.annotations["deployment.kubernetes.io/revision"] == "2", \
         "exactly one pod template change after the first: the swap"
-    assert not scenario.actions("ScaleDown")
+    # 5 req/s needs one fp8 replica: once the rolled-out fleet has been seen for a whole window, a ScaleDown for
+    # the load is right (a slow restart leaves time for it); none may come from the fault or the old variant.
+    downs = scenario.actions("ScaleDown")
+    assert all(d["reason"] == "LoadFell" and d["variant"] == "fp8" and d["time"] >= swaps[0]["time"]
+               for d in downs), downs
     assert operator.running, f"the operator exited:\n{operator.tail()}"
 
 
