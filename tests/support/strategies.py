@@ -25,6 +25,7 @@ from typing import Any
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
+from inferbudget.api.quantity import parse_quantity
 from inferbudget.engine import FailedRollout, Observation
 
 Manifest = dict[str, Any]
@@ -90,9 +91,16 @@ def quantities(draw: st.DrawFn) -> str:
 
 @cache
 def memory_quantities() -> st.SearchStrategy[str]:
-    """Sizes a user would write, as well as every other spelling of the grammar."""
+    """Sizes a user would write, as well as every other spelling of the grammar that is above zero (a memory
+    size of zero is refused)."""
     usual = st.builds(lambda n, unit: f"{n}{unit}", st.integers(1, 4096), st.sampled_from(("Mi", "Gi", "G")))
-    return st.one_of(usual, quantities())
+    return st.one_of(usual, quantities().filter(lambda text: parse_quantity(text) > 0))
+
+
+@cache
+def resource_quantities() -> st.SearchStrategy[str]:
+    """Resource amounts: zero is allowed (a request of nothing), so every spelling of the grammar."""
+    return st.one_of(memory_quantities(), quantities())
 
 
 @cache
@@ -186,7 +194,7 @@ def container_overrides(draw: st.DrawFn) -> dict[str, Any]:
     env = st.fixed_dictionaries({"name": text_up_to(256)}, optional={"value": text_up_to(4096)})
     _maybe(draw, container, "env", st.lists(env, max_size=3))
     resource_names = st.sampled_from(("cpu", "memory", "nvidia.com/gpu")) | text_up_to(128)
-    resources = st.dictionaries(resource_names, memory_quantities(), max_size=4)
+    resources = st.dictionaries(resource_names, resource_quantities(), max_size=4)
     _maybe(draw, container, "resources", st.fixed_dictionaries({}, optional={"limits": resources,
                                                                               "requests": resources}))
     return container
@@ -487,7 +495,8 @@ def not_in_enum(draw: st.DrawFn, manifest: Manifest) -> Mutant:
 def bad_quantity(draw: st.DrawFn, manifest: Manifest) -> Mutant:
     where = draw(st.sampled_from((("variants", 0, "memory"), ("memory", "maxPerReplica"), ("memory", "maxTotal"),
                                   ("variants", 0, "container", "resources", "limits", "nvidia.com/gpu"))))
-    value = draw(st.sampled_from(NOT_QUANTITIES))
+    below = ("-1", "-24Gi", "-0.5") if where[-1] == "nvidia.com/gpu" else ("0", "0Gi", "-24Gi", "-1", "+0.0")
+    value = draw(st.sampled_from(NOT_QUANTITIES + below))
     path = _spec_path(where)
     return _mutant(with_value(_ensure(manifest, path, "1"), path, value), f"{path_text(path)}: {value!r}", path)
 
@@ -732,8 +741,16 @@ FOUND: tuple[Found, ...] = (
           frozenset({"spec.latency.thresholdMs"})),
     Found("a null map entry is dropped",
           _minimal(variants=_variant(container={"resources": {"limits": {"cpu": None}}}))),
-    Found("a unit without digits is zero", _minimal(variants=_variant(memory="Gi"))),
-    Found("a sign and a point are zero", _minimal(memory={"maxPerReplica": "+."})),
+    Found("a unit without digits is zero", _minimal(variants=_variant(container={"resources": {"limits": {
+        "cpu": "Gi"}}}))),
+    Found("a sign and a point are zero", _minimal(variants=_variant(container={"resources": {"requests": {
+        "cpu": "+."}}}))),
+    Found("a memory size of zero is refused", _minimal(variants=_variant(memory="Gi")),
+          frozenset({"spec.variants[0].memory"})),
+    Found("a memory budget of zero is refused", _minimal(memory={"maxPerReplica": "+."}),
+          frozenset({"spec.memory.maxPerReplica"})),
+    Found("a negative resource is refused", _minimal(variants=_variant(container={"resources": {"limits": {
+        "nvidia.com/gpu": "-1"}}})), frozenset({"spec.variants[0].container.resources.limits[nvidia.com/gpu]"})),
     Found("finer than a nano needs a digit", _minimal(memory={"maxPerReplica": ".e-20"}),
           frozenset({"spec.memory.maxPerReplica"})),
     Found("below a nano rounds up to 1n", _minimal(memory={"maxPerReplica": "0.9n", "maxTotal": "0.5n"})),

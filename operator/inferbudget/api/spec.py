@@ -18,7 +18,14 @@ from inferbudget.api.quantity import parse_bytes
 Quantity = Annotated[
     str,
     MaxLen(64),
-    Cel("isQuantity(self)", "must be a Kubernetes quantity such as 24Gi, 512Mi or 80G"),
+    Cel("isQuantity(self) && !quantity(self).isLessThan(quantity('0'))",
+        "must be a non-negative Kubernetes quantity such as 1, 500m or 24Gi"),
+]
+MemorySize = Annotated[
+    str,
+    MaxLen(64),
+    Cel("isQuantity(self) && quantity(self).isGreaterThan(quantity('0'))",
+        "must be a positive Kubernetes quantity such as 24Gi, 512Mi or 80G"),
 ]
 Money = Annotated[
     str,
@@ -84,10 +91,10 @@ class MemoryBudget(ApiModel):
             "maxPerReplica must not be larger than maxTotal", field_path=".maxPerReplica"),
     )
 
-    max_per_replica: Quantity | None = Field(
+    max_per_replica: MemorySize | None = Field(
         None, description="Most memory one replica may use, e.g. 24Gi; variants that need more are "
         "not chosen.")
-    max_total: Quantity | None = Field(
+    max_total: MemorySize | None = Field(
         None, description="Most memory all replicas together may use, e.g. 160Gi.")
     signal: Literal["gpu", "container", "declared"] = Field(
         "gpu", description="Where memory is read: gpu (DCGM framebuffer used), container (cAdvisor "
@@ -159,7 +166,7 @@ class Variant(ApiModel):
         gt=0, le=1, description="Quality relative to the best build, in (0, 1]: 1.0 for the reference, "
         "e.g. 0.99 for a quantized build that recovers 99% of its accuracy.")
     cost_per_replica_hour: Money = Field(description='Cost of one replica for one hour, e.g. "4.10".')
-    memory: Quantity = Field(
+    memory: MemorySize = Field(
         description="Memory one replica of this variant uses (GPU memory for weights and KV cache), "
         "e.g. 18Gi. Used before it is measured, and always with memory.signal: declared.")
     capacity_hint: CapacityHint | None = Field(
