@@ -195,25 +195,23 @@ def _export(metrics: OperatorMetrics, namespace: str, name: str, spec: Inference
         for value in ("True", "False", "Unknown"):
             metrics.condition.labels(*labels, condition.type, value).set(1 if condition.status == value else 0)
     figures, decision = plan.figures, plan.decision
-    if figures is None or decision is None:
+    if figures is None or decision is None:  # paused, or no target: nothing was observed this cycle
+        metrics.forget(namespace, name, metrics.observations())
         return
     metrics.decisions.labels(*labels, decision.action, decision.reason).inc()
     metrics.replicas.labels(*labels).set(figures.replicas)
     for variant in spec.variants:
         metrics.active_variant.labels(*labels, variant.name).set(1 if variant.name == figures.variant else 0)
-    if figures.latency_ms is not None:
-        metrics.observed_latency.labels(*labels).set(figures.latency_ms / 1000)
-    if figures.memory_per_replica_bytes is not None:
-        metrics.memory_per_replica.labels(*labels).set(figures.memory_per_replica_bytes)
+    latency = figures.latency_ms / 1000 if figures.latency_ms is not None else None
+    metrics.set_or_remove(metrics.observed_latency, labels, latency)
+    metrics.set_or_remove(metrics.memory_per_replica, labels, figures.memory_per_replica_bytes)
     cost = report.cost_per_hour(spec, figures.variant, figures.replicas)
-    if cost is not None:
-        metrics.cost_per_hour.labels(*labels).set(float(cost))
+    metrics.set_or_remove(metrics.cost_per_hour, labels, float(cost) if cost is not None else None)
     for dimension, over in report.breaches(spec, figures).items():
         metrics.breached.labels(*labels, dimension).set(1 if over else 0)
     error = plan.status.prediction_error
     for dimension, ratio in (("latency", error.latency if error else None), ("cost", error.cost if error else None)):
-        if ratio is not None:
-            metrics.prediction_error.labels(*labels, dimension).set(ratio)
+        metrics.set_or_remove(metrics.prediction_error, (*labels, dimension), ratio)
 
 
 def forget_budget(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:

@@ -83,12 +83,25 @@ class OperatorMetrics:
                                            budget, registry=self.registry)
         self.last_reconcile = gauge("last_reconcile_timestamp_seconds", "When the budget was last reconciled.")
 
-    def forget(self, namespace: str, budget: str) -> None:
-        """Drops every series of a deleted budget, so dashboards don't show ghosts."""
-        for metric in (self.observed_latency, self.budget_latency, self.memory_per_replica, self.budget_memory,
-                       self.replicas, self.budget_max_replicas, self.active_variant, self.cost_per_hour,
-                       self.budget_cost, self.breached, self.prediction_error, self.condition, self.decisions,
-                       self.reconcile_seconds, self.last_reconcile):
+    def observations(self) -> tuple[Gauge, ...]:
+        """The series that say what was observed in the target, as opposed to what the budget says."""
+        return (self.observed_latency, self.memory_per_replica, self.replicas, self.active_variant,
+                self.cost_per_hour, self.breached, self.prediction_error)
+
+    def forget(self, namespace: str, budget: str, metrics: tuple[Gauge | Counter | Histogram, ...] = ()) -> None:
+        """Drops the budget's series of metrics (all of them by default: a deleted budget), so that dashboards
+        and alerts don't show ghosts or old figures as current ones."""
+        for metric in metrics or (*self.observations(), self.budget_latency, self.budget_memory,
+                                  self.budget_max_replicas, self.budget_cost, self.condition, self.decisions,
+                                  self.reconcile_seconds, self.last_reconcile):
             for labels in list(metric._metrics):
                 if labels[:2] == (namespace, budget):
                     metric.remove(*labels)
+
+    @staticmethod
+    def set_or_remove(gauge: Gauge, labels: tuple[str, ...], value: float | None) -> None:
+        """Sets the series, or removes it when the value is unknown this cycle (not the last one seen)."""
+        if value is not None:
+            gauge.labels(*labels).set(value)
+        elif labels in gauge._metrics:
+            gauge.remove(*labels)
