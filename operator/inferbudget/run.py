@@ -5,6 +5,7 @@ import asyncio
 import logging
 import os
 import random
+from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -84,6 +85,28 @@ def client_of(source: Source, default: PrometheusClient) -> PrometheusClient:
         ca_bundle=source.ca_bundle or (default.ca_bundle if same_place else None))
 
 
+class PrometheusClients:
+    """The client for each Source in use: the default one, and one per budget-named Prometheus, kept for its
+    connections. At most `kept` of the latter, the least recently used dropped first: a rotated token is a new
+    Source, and the old one's client would otherwise be kept for ever. A dropped client is not closed (a query
+    may still be using it); its connections close when it is collected."""
+
+    def __init__(self, default: PrometheusClient, kept: int = 256) -> None:
+        self.default, self.kept = default, kept
+        self._clients: OrderedDict[Source, PrometheusClient] = OrderedDict()
+
+    def __call__(self, source: Source) -> PrometheusClient:
+        if source.is_default:
+            return self.default
+        if source in self._clients:
+            self._clients.move_to_end(source)
+        else:
+            self._clients[source] = client_of(source, self.default)
+            if len(self._clients) > self.kept:
+                self._clients.popitem(last=False)
+        return self._clients[source]
+
+
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -94,22 +117,13 @@ def run(args: argparse.Namespace) -> int:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
         config.load_kube_config()  # type: ignore[no-untyped-call]
-    default = _prometheus(args)
-    clients: dict[Source, PrometheusClient] = {}
-
-    def client_for(source: Source) -> PrometheusClient:
-        if source.is_default:
-            return default
-        if source not in clients:
-            clients[source] = client_of(source, default)
-        return clients[source]
-
     metrics = OperatorMetrics()
     serve_metrics(metrics.registry, "0.0.0.0", args.metrics_port)
     configuration = client.Configuration.get_default_copy()
     configuration.connection_pool_maxsize = API_THREADS  # one connection per thread, kept alive
     api = kube.TimedApiClient(args.api_timeout, configuration)
-    runtime = handlers.Runtime(api, FleetObserver(client_for, args.interval), metrics, args.interval,
+    observer = FleetObserver(PrometheusClients(_prometheus(args)), args.interval)
+    runtime = handlers.Runtime(api, observer, metrics, args.interval,
                                SecretCache(api).read)
     registry = kopf.OperatorRegistry()
     handlers.register(registry, args.interval)

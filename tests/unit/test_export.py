@@ -1,9 +1,10 @@
 """The operator's own metrics after a reconcile: what was observed this cycle, never a figure of the past."""
 
+from tests.unit.test_reconcile import NOW, metrics, run, spec
+
 from inferbudget.handlers import _export
 from inferbudget.metrics.observe import BudgetMetrics
 from inferbudget.telemetry import OperatorMetrics
-from tests.unit.test_reconcile import NOW, metrics, run, spec
 
 LABELS = {"namespace": "serving", "budget": "llama"}
 

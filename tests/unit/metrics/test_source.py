@@ -5,7 +5,7 @@ import pytest
 from inferbudget.api.spec import PrometheusSource
 from inferbudget.metrics.client import PrometheusClient
 from inferbudget.metrics.source import DEFAULT, SecretUnreadable, Source, source_of
-from inferbudget.run import client_of
+from inferbudget.run import PrometheusClients, client_of
 
 SECRETS = {("team-a", "prom", "token"): "abc\n", ("team-a", "prom", "ca.crt"): "-----BEGIN CERTIFICATE-----"}
 
@@ -48,3 +48,15 @@ def test_the_operators_token_never_goes_to_another_prometheus() -> None:
 
 def test_the_default_source_is_the_empty_one() -> None:
     assert Source() == DEFAULT and not Source(timeout_seconds=10.0).is_default
+
+
+def test_clients_are_kept_per_source_and_the_least_recently_used_dropped() -> None:
+    default = PrometheusClient("http://prometheus:9090")
+    clients = PrometheusClients(default, kept=2)
+    first, second = clients(Source(bearer_token="one")), clients(Source(bearer_token="two"))
+    assert clients(DEFAULT) is default and clients(Source(bearer_token="one")) is first
+
+    clients(Source(bearer_token="rotated"))  # a third Source: the least recently used one ("two") goes
+
+    assert clients(Source(bearer_token="one")) is first
+    assert clients(Source(bearer_token="two")) is not second
