@@ -22,6 +22,7 @@ from inferbudget.api.crd import GROUP, KIND, VERSION, render_crd
 Schema = dict[str, Any]
 API_VERSION = f"{GROUP}/{VERSION}"
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 _BLOCKING = "some validation rules were not checked because the object was invalid; correct the existing " \
             "errors to complete validation"
 
@@ -228,6 +229,26 @@ def _metadata_problems(manifest: dict[str, Any]) -> Iterator[Problem]:
     if isinstance(name, str) and (len(name) > 253 or not _DNS_SUBDOMAIN.match(name)):
         yield Problem("metadata.name", f'Invalid value: "{name}": a lowercase RFC 1123 subdomain must '
                                        "consist of lower case alphanumeric characters, '-' or '.'")
+    for field in ("labels", "annotations"):
+        entries = metadata.get(field)
+        for key, item in entries.items() if isinstance(entries, dict) else ():
+            if not _qualified_name(str(key).lower() if field == "annotations" else str(key)):  # as Kubernetes
+                yield Problem(f"metadata.{field}", f'Invalid value: "{key}": a key must be a name of up to 63 '
+                              "alphanumeric characters, '-', '_' or '.', starting and ending with an alphanumeric "
+                              "character, optionally prefixed by a DNS subdomain and '/' (e.g. example.com/MyName)")
+            elif field == "labels" and isinstance(item, str) and item and not (
+                    len(item) <= 63 and _LABEL_NAME.match(item)):
+                yield Problem("metadata.labels", f'Invalid value: "{item}": a valid label must be an empty string '
+                              "or up to 63 alphanumeric characters, '-', '_' or '.', starting and ending with an "
+                              "alphanumeric character")
+
+
+def _qualified_name(key: str) -> bool:
+    """A label or annotation key: name, or prefix/name with a DNS subdomain prefix (Kubernetes' rule)."""
+    prefix, _, name = key.rpartition("/")
+    if "/" in key and (not prefix or len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
+        return False
+    return len(name) <= 63 and bool(_LABEL_NAME.match(name))
 
 
 def _type_meta_problems(manifest: dict[str, Any]) -> Iterator[Problem]:
