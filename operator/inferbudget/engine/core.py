@@ -9,8 +9,9 @@
 5. A hard breach by the running variant (not in the budget, below the quality floor, its rollout failed, memory
    over budget, over the cost ceiling even at replicas.min): swap at once to the best option. The sustain period
    and the cooldown exist to avoid churn, not to prolong a breach, so they are skipped.
-6. A better variant: swap once it has been the better choice for swap.sustainSeconds on end and
-   swap.cooldownSeconds have passed since the last swap; meanwhile the running variant is paced as in 7.
+6. A better variant: swap once it has been the better choice for swap.sustainSeconds on end (at once when it
+   is better at any load: engine.swapping.outclasses) and swap.cooldownSeconds have passed since the last swap;
+   meanwhile the running variant is paced as in 7.
 7. Pace the running variant: up at once, capped per step, to what the forecast needs; down only to what the
    scale-down window's peak needs, capped per step, once a whole window has been observed.
 When no option meets every budget, the decision aims at the least bad one (see engine.planning) and its reason
@@ -38,7 +39,7 @@ DEFAULT_CYCLE_SECONDS = 30.0  # until two cycles have been seen
 # Reasons that describe the plan itself; when the plan is infeasible they give way to Infeasible.
 _PLANNING_REASONS: frozenset[Reason] = frozenset({
     "WithinBudget", "ReplicasStarting", "LatencyOverPlan", "LatencyOverBudget", "BurstHeadroom", "CapacityForecast",
-    "LoadFell", "CheaperVariant", "BetterQualityFits"})
+    "LoadFell", "CheaperVariant", "FasterVariant", "BetterQualityFits"})
 
 
 def decide(spec: InferenceBudgetSpec, observation: Observation, state: EngineState,

@@ -16,6 +16,7 @@ Reason = Literal[
     "CapacityForecast",
     "LoadFell",
     "CheaperVariant",
+    "FasterVariant",
     "BetterQualityFits",
     "MemoryOverBudget",
     "CostCeiling",
@@ -47,6 +48,9 @@ REASONS: dict[Reason, str] = {
     "CapacityForecast": "the load forecast over the replicas' start-up time needs more replicas than run now",
     "LoadFell": "the highest load of the scale-down stabilization window needs fewer replicas",
     "CheaperVariant": "another variant carries the load for less, and has for policy.swap.sustainSeconds",
+    "FasterVariant": "another variant, no dearer a replica and of no lower quality, carries more a replica (by more "
+                     "than the 10% swap margin): better at any load, so swapped without waiting for "
+                     "policy.swap.sustainSeconds (the cooldown still applies)",
     "BetterQualityFits": "a higher-quality variant fits every budget (and, with MinimizeCost, costs no more)",
     "MemoryOverBudget": "the variant uses more memory than memory.maxPerReplica or memory.maxTotal allow",
     "CostCeiling": "the current replicas cost more than cost.maxPerHour",

@@ -11,7 +11,9 @@ a load at which the latency was seen over it (until it is seen within it there a
 A variant that has not run yet is judged by its hint scaled by what the running variant taught: if the pods
 carry 60% of their declared capacity under the real traffic (burstier, longer requests than the benchmark
 behind the hints), the other variants most likely would too. Without that, every untried variant would look
-better than the running one, whose optimistic hint has been corrected while theirs have not.
+better than the running one, whose optimistic hint has been corrected while theirs have not. The lesson applies
+from the first observation, as the running variant's own correction does: with a correction of its own but not
+of the others, a variant identical to the running one looks better and is swapped to.
 """
 
 from dataclasses import dataclass
@@ -30,7 +32,6 @@ STARTUP_LEARNING_RATE = 0.5
 MAX_STARTUP_SAMPLE_SECONDS = 3600.0  # longer "start-ups" are crash loops, not start-up time
 MIN_CAPACITY = 1e-3  # requests/s per replica: keeps replica counts finite when latency misses at any load
 BREACH_CLEARANCE = 0.95  # within the threshold at 95% of a breached load clears the breach
-MIN_SAMPLES_TO_TRANSFER = 5  # observations of the running variant before its lesson applies to the others
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +65,7 @@ def performance(variant: Variant, state: EngineState, threshold_s: float, hint_f
 
 
 def hint_factor(spec: InferenceBudgetSpec, state: EngineState, running: str | None) -> float:
-    """Learned capacity over declared capacity: of the running variant once it has been observed enough, else of
+    """Learned capacity over declared capacity: of the running variant once it has been observed, else of
     the variant observed the most. A swap must not forget how the hints compare with the real fleet: a variant
     just swapped to would otherwise look as slow as its bare hint, and the engine would swap straight back."""
     observed = sorted((v for v in spec.variants if v.name != running),
@@ -73,7 +74,7 @@ def hint_factor(spec: InferenceBudgetSpec, state: EngineState, running: str | No
     for variant in ([running_variant] if running_variant is not None else []) + observed:
         learned = state.learned.get(variant.name)
         hint = capacity_hint(variant)
-        if learned is None or learned.samples < MIN_SAMPLES_TO_TRANSFER or hint is None:
+        if learned is None or not learned.samples or hint is None:
             continue
         capacity = learned.requests_per_second_per_replica
         if capacity is not None:

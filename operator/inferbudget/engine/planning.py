@@ -17,7 +17,10 @@ Budgets. Quality below policy.minQuality and variants in their failure back-off 
 capped by replicas.max, the cost ceiling and memory.maxTotal; replicas.min is never undercut.
 
 Choice. Among the options that meet every budget: the cheapest (MinimizeCost; ties to the better quality) or the
-best quality (MaximizeQuality; ties to the cheaper); final ties keep the running variant, then the spec's order.
+best quality (MaximizeQuality; ties to the cheaper); then the most load carried (counted as for the least bad
+option below, so another variant needs SWAP_MARGIN more): at the same price and quality, the headroom for a burst
+is what is left to choose by, and a variant that carries 2.7 times as much a replica for the same price is the
+better one even at a load either carries; final ties keep the running variant, then the spec's order.
 When none meets every budget, the least bad one, in this order: memory per replica fits, the cost ceiling and
 memory.maxTotal hold (they are caps like replicas.max), then the most load carried (latency gives way first),
 then the cheapest, then the best quality. The swap margin applies here too: another variant must carry
@@ -167,7 +170,7 @@ def choose(spec: InferenceBudgetSpec, options: tuple[Option, ...]) -> Option:
     def preference(option: Option) -> tuple[Decimal | float | bool | int, ...]:
         cost, quality = option.cost_per_hour, -option.variant.quality
         ranked = (cost, quality) if spec.policy.objective == "MinimizeCost" else (quality, cost)
-        return (*ranked, not option.running, order[option.variant.name])
+        return (*ranked, -option.credited_load, not option.running, order[option.variant.name])
 
     def badness(option: Option) -> tuple[Decimal | float | bool | int, ...]:
         return (not option.memory_per_replica_fits, not (option.within_cost and option.within_memory),
