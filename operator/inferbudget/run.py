@@ -7,6 +7,7 @@ import os
 import random
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import kopf
@@ -17,6 +18,7 @@ from inferbudget.actuate import kube
 from inferbudget.metrics.client import PrometheusClient
 from inferbudget.metrics.source import Source
 from inferbudget.observer import FleetObserver
+from inferbudget.pods import NamespacePods
 from inferbudget.secrets import SecretCache
 from inferbudget.telemetry import OperatorMetrics, serve_metrics
 
@@ -110,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     configuration.connection_pool_maxsize = API_THREADS  # one connection per thread, kept alive
     api = kube.TimedApiClient(args.api_timeout, configuration)
     runtime = handlers.Runtime(api, FleetObserver(client_for, args.interval), metrics, args.interval,
-                               SecretCache(api).read)
+                               SecretCache(api).read, NamespacePods(partial(kube.namespace_pods, api), args.interval))
     registry = kopf.OperatorRegistry()
     handlers.register(registry, args.interval)
 
