@@ -37,14 +37,26 @@ class Plan:
     figures: report.Figures | None = None
 
 
-def observation_of(workload: Workload, metrics: BudgetMetrics | None) -> Observation:
+def arriving(metrics: BudgetMetrics, drain_seconds: float) -> float | None:
+    """Requests per second arriving at the model, as far as Prometheus shows: the completions, plus the requests
+    waiting in the servers' queues spread over `drain_seconds` (the latency window: served within it, they let
+    the percentile recover). Completions alone hide an overload: a saturated server completes what it can (a
+    thrashing one even less), its queue grows, and the engine saw a load its replicas carry while the percentile
+    ran away (bench/scale.py's load jump to 2.5x capacity: p95 over 200 s at 22.5 req/s completed, never scaled).
+    At a normal load the queue is a few requests and adds next to nothing."""
+    if metrics.requests_per_second is None:
+        return None
+    return metrics.requests_per_second + max(metrics.queue or 0.0, 0.0) / drain_seconds
+
+
+def observation_of(workload: Workload, metrics: BudgetMetrics | None, drain_seconds: float) -> Observation:
     failed = None
     if workload.deadline_exceeded_at is not None and workload.variant is not None:
         failed = FailedRollout(variant=workload.variant, failed_at=workload.deadline_exceeded_at)
     available = metrics is not None and metrics.available
     return Observation(
         sampled_at=metrics.newest_sample_time if metrics else None,
-        requests_per_second=metrics.requests_per_second if available and metrics else None,
+        requests_per_second=arriving(metrics, drain_seconds) if available and metrics else None,
         latency_ms=metrics.latency_ms if available and metrics else None,
         memory_per_replica_bytes=metrics.memory_per_replica_bytes if available and metrics else None,
         variant=workload.variant,
@@ -110,7 +122,7 @@ def _engine_state(status: InferenceBudgetStatus, workload: Workload) -> tuple[En
 def _decide(spec: InferenceBudgetSpec, status: InferenceBudgetStatus, generation: int | None,
             workload: Workload, metrics: BudgetMetrics | None, conflicts: list[str], now: float) -> Plan:
     state, replaced = _engine_state(status, workload)
-    observation = observation_of(workload, metrics)
+    observation = observation_of(workload, metrics, spec.latency.window_seconds)
     decision, state = decide(spec, observation, state, now)
     figures = report.Figures(observation.latency_ms, observation.memory_per_replica_bytes,
                              observation.requests_per_second, workload.desired_replicas,
