@@ -2,6 +2,7 @@
 
 import argparse
 import asyncio
+import ctypes
 import logging
 import os
 import random
@@ -86,7 +87,27 @@ def client_of(source: Source, default: PrometheusClient) -> PrometheusClient:
         ca_bundle=source.ca_bundle or (default.ca_bundle if same_place else None))
 
 
+M_ARENA_MAX = -8  # glibc's mallopt parameter (malloc.h)
+MALLOC_ARENAS = 2
+
+
+def _few_malloc_arenas() -> None:
+    """glibc gives threads that allocate at once malloc arenas of their own (up to 8 per core) and keeps what
+    each arena once held: with API_THREADS threads decoding the API server's answers, the arenas held much of
+    the operator's RSS at 1,000 budgets (bench/scale.py). Two arenas cost some contention on malloc, which the
+    GIL serialises mostly anyway. Done before any thread starts; MALLOC_ARENA_MAX in the environment, if set,
+    has the last word (glibc applied it already); not glibc (musl, macOS): nothing to do."""
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    libc.mallopt(M_ARENA_MAX, MALLOC_ARENAS)
+
+
 def run(args: argparse.Namespace) -> int:
+    _few_malloc_arenas()
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per Prometheus query is noise
