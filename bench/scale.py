@@ -193,7 +193,7 @@ def steady_rate(settings: Settings) -> float:
 
 
 def create_fleet(settings: Settings, api: Any, kubectl: Callable[..., None]) -> None:
-    kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))  # the e2e tier applies it too
     wait_until("the CRD to be served", lambda: _crd_served(api), timeout=60)
     core, apps, custom = k8s.CoreV1Api(api), k8s.AppsV1Api(api), k8s.CustomObjectsApi(api)
     wait_until("the namespaces of an earlier run to be gone", lambda: not _terminating(core, settings.selector),

@@ -12,7 +12,7 @@ from kubernetes import client
 from inferbudget import report
 from inferbudget.actuate import kube
 from inferbudget.actuate.workload import Workload
-from inferbudget.api.spec import InferenceBudgetSpec
+from inferbudget.api.spec import InferenceBudgetSpec, LatencyBudget
 from inferbudget.api.status import InferenceBudgetStatus
 from inferbudget.engine import decide
 from inferbudget.engine.decision import Decision
@@ -37,26 +37,29 @@ class Plan:
     figures: report.Figures | None = None
 
 
-def arriving(metrics: BudgetMetrics, drain_seconds: float) -> float | None:
-    """Requests per second arriving at the model, as far as Prometheus shows: the completions, plus the requests
-    waiting in the servers' queues spread over `drain_seconds` (the latency window: served within it, they let
-    the percentile recover). Completions alone hide an overload: a saturated server completes what it can (a
-    thrashing one even less), its queue grows, and the engine saw a load its replicas carry while the percentile
-    ran away (bench/scale.py's load jump to 2.5x capacity: p95 over 200 s at 22.5 req/s completed, never scaled).
-    At a normal load the queue is a few requests and adds next to nothing."""
+def arriving(metrics: BudgetMetrics, latency: LatencyBudget) -> float | None:
+    """Requests per second arriving at the model, as far as Prometheus shows: the completions, plus, while the
+    latency is over budget, the requests waiting in the servers' queues spread over the latency window (served
+    within it, they let the percentile recover). Completions alone hide an overload: a saturated server completes
+    what it can (a thrashing one even less), its queue grows, and the engine saw a load its replicas carry while
+    the percentile ran away (bench/scale.py's load jump to 2.5x capacity: p95 over 200 s at 22.5 req/s
+    completed, never scaled). Within budget the queue is left out: a short queue then is a burst the replicas
+    absorb, not load to add replicas for (with it, 1,000 budgets of the scale bench at 60% load, whose simulated
+    servers queue a little now and then, were scaled up by the hundred)."""
     if metrics.requests_per_second is None:
         return None
-    return metrics.requests_per_second + max(metrics.queue or 0.0, 0.0) / drain_seconds
+    over = metrics.latency_ms is not None and metrics.latency_ms > latency.threshold_ms
+    return metrics.requests_per_second + (max(metrics.queue or 0.0, 0.0) / latency.window_seconds if over else 0.0)
 
 
-def observation_of(workload: Workload, metrics: BudgetMetrics | None, drain_seconds: float) -> Observation:
+def observation_of(workload: Workload, metrics: BudgetMetrics | None, latency: LatencyBudget) -> Observation:
     failed = None
     if workload.deadline_exceeded_at is not None and workload.variant is not None:
         failed = FailedRollout(variant=workload.variant, failed_at=workload.deadline_exceeded_at)
     available = metrics is not None and metrics.available
     return Observation(
         sampled_at=metrics.newest_sample_time if metrics else None,
-        requests_per_second=arriving(metrics, drain_seconds) if available and metrics else None,
+        requests_per_second=arriving(metrics, latency) if available and metrics else None,
         latency_ms=metrics.latency_ms if available and metrics else None,
         memory_per_replica_bytes=metrics.memory_per_replica_bytes if available and metrics else None,
         variant=workload.variant,
@@ -122,7 +125,7 @@ def _engine_state(status: InferenceBudgetStatus, workload: Workload) -> tuple[En
 def _decide(spec: InferenceBudgetSpec, status: InferenceBudgetStatus, generation: int | None,
             workload: Workload, metrics: BudgetMetrics | None, conflicts: list[str], now: float) -> Plan:
     state, replaced = _engine_state(status, workload)
-    observation = observation_of(workload, metrics, spec.latency.window_seconds)
+    observation = observation_of(workload, metrics, spec.latency)
     decision, state = decide(spec, observation, state, now)
     figures = report.Figures(observation.latency_ms, observation.memory_per_replica_bytes,
                              observation.requests_per_second, workload.desired_replicas,

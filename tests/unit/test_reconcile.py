@@ -157,7 +157,9 @@ def test_an_overload_shows_in_the_queue_when_completions_stay_within_capacity() 
     assert result.figures is not None and result.figures.requests_per_second == 32
 
 
-def test_requests_arriving_are_the_completions_plus_the_queue_drained_over_the_window() -> None:
-    assert arriving(BudgetMetrics(requests_per_second=5, queue=30), drain_seconds=60) == 5.5
-    assert arriving(BudgetMetrics(requests_per_second=5), drain_seconds=60) == 5  # no queue signal
-    assert arriving(BudgetMetrics(queue=30), drain_seconds=60) is None  # no rate: unknown, not the queue alone
+def test_while_over_budget_the_load_is_the_completions_plus_the_queue_drained_over_the_window() -> None:
+    latency = spec().latency  # 1 s threshold, 60 s window
+    assert arriving(BudgetMetrics(requests_per_second=5, queue=30, latency_ms=4000), latency) == 5.5
+    assert arriving(BudgetMetrics(requests_per_second=5, queue=30, latency_ms=800), latency) == 5  # a burst absorbed
+    assert arriving(BudgetMetrics(requests_per_second=5, latency_ms=4000), latency) == 5  # no queue signal
+    assert arriving(BudgetMetrics(queue=30, latency_ms=4000), latency) is None  # no rate: unknown, not the queue
