@@ -42,10 +42,11 @@ def arriving(metrics: BudgetMetrics, latency: LatencyBudget) -> float | None:
     latency is over budget, the requests waiting in the servers' queues spread over the latency window (served
     within it, they let the percentile recover). Completions alone hide an overload: a saturated server completes
     what it can (a thrashing one even less), its queue grows, and the engine saw a load its replicas carry while
-    the percentile ran away (bench/scale.py's load jump to 2.5x capacity: p95 over 200 s at 22.5 req/s
-    completed, never scaled). Within budget the queue is left out: a short queue then is a burst the replicas
-    absorb, not load to add replicas for (with it, 1,000 budgets of the scale bench at 60% load, whose simulated
-    servers queue a little now and then, were scaled up by the hundred)."""
+    the percentile ran away (bench/scale.py's load jump to 2.5x capacity: p95 14.5 s, then 38.7 s, at 22.5 req/s
+    completed, held as LatencyOverPlan; in one run no scale for 300 s). Within budget the queue is left out: a
+    short queue then is a burst the replicas absorb, not load to add replicas for (counted at any latency, it
+    most likely made the scale bench scale up hundreds of budgets at 60% load on its simulated servers' small
+    queues)."""
     if metrics.requests_per_second is None:
         return None
     over = metrics.latency_ms is not None and metrics.latency_ms > latency.threshold_ms
