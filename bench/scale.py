@@ -193,7 +193,7 @@ def steady_rate(settings: Settings) -> float:
 
 
 def create_fleet(settings: Settings, api: Any, kubectl: Callable[..., None]) -> None:
-    kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))  # the e2e tier applies it too
     wait_until("the CRD to be served", lambda: _crd_served(api), timeout=60)
     core, apps, custom = k8s.CoreV1Api(api), k8s.AppsV1Api(api), k8s.CustomObjectsApi(api)
     wait_until("the namespaces of an earlier run to be gone", lambda: not _terminating(core, settings.selector),
@@ -584,7 +584,9 @@ def _breach(settings: Settings, figures: Figures, prometheus_url: str, api: Any,
     try:
         at = wait_until("the scale patch after the load jump", scaled, timeout=10 * settings.interval, interval=0.5)
     except AssertionError as error:
-        say(f"no scale action seen: {error}")
+        figures.notes.append(f"the load jump on {name}: no scale in {10 * settings.interval:g} s; "
+                             f"{_last_decision(api, namespace, name)}")
+        say(f"no scale action seen: {error}; {figures.notes[-1]}")
         return
     figures.load_jump_to_scale_seconds = round(at - jumped, 1)
     if breached:
@@ -592,6 +594,18 @@ def _breach(settings: Settings, figures: Figures, prometheus_url: str, api: Any,
         figures.breach_to_scale_seconds = round(at - breached[0], 1)
     say(f"load jump -> breach in Prometheus {figures.load_jump_to_breach_seconds} s -> scale patch "
         f"{figures.breach_to_scale_seconds} s later")
+
+
+def _last_decision(api: Any, namespace: str, name: str) -> str:
+    """What the operator last decided for the budget and what it observed then (its status), to tell why it did
+    not scale."""
+    status = k8s.CustomObjectsApi(api).get_namespaced_custom_object(
+        "inferbudget.io", "v1alpha1", namespace, "inferencebudgets", name).get("status") or {}
+    last, observed = status.get("lastDecision") or {}, status.get("observed") or {}
+    conditions = ", ".join(f"{c.get('type')}={c.get('status')} ({c.get('reason')})"
+                           for c in status.get("conditions", []))
+    return (f"its last decision {last.get('action')}/{last.get('reason')}: {last.get('message')!r}; observed "
+            f"{json.dumps(observed, sort_keys=True)}; {conditions}")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -648,8 +662,9 @@ def markdown(runs: list[dict[str, Any]]) -> str:
     notes = [f"- {run['label']}: {note}" for run in runs for note in run.get("notes", [])]
     lines += ["", "Notes:", "", *notes] if notes else []
     lines += ["", "API requests per cycle during the steady window, all clients. The operator's are its status "
-              "patches, Events and scale patches (the row above) and one LIST of the target's pods per reconcile (`LIST "
-              "pods`, which also holds the twin's: one per tick, per namespace with --namespaced); the twin lists "
+              "patches, Events and scale patches (the row above) and its LISTs of pods (`LIST pods`: one per "
+              "reconcile before, one per namespace per cycle after; it also holds the twin's: one per tick, per "
+              "namespace with --namespaced); the twin lists "
               "budgets and Deployments too, kwok renews node leases:", ""]
     for run in runs:
         requests = ", ".join(f"{key}: {value:g}" for key, value in run["api_requests_per_cycle"].items())

@@ -1,6 +1,7 @@
 """kopf wiring only: indexes of the objects a reconcile reads, and the per-budget timer that runs it.
 
-The target's pods are listed by its selector at each reconcile rather than indexed: see kube.pod_names.
+The target's pods are picked by its selector from its namespace's pods, listed once per cycle rather than indexed:
+see inferbudget.pods.
 
 Each timer tick is observe -> decide -> act -> report (reconcile.py); the status, the engine's state
 included, is written back with one JSON patch so that nothing lives only in this process. That write is
@@ -28,6 +29,7 @@ from inferbudget.api.status import InferenceBudgetStatus
 from inferbudget.metrics.observe import BudgetMetrics, CustomPromQL, Target
 from inferbudget.metrics.source import DEFAULT, SecretReader, SecretUnreadable, source_of
 from inferbudget.observer import FleetObserver
+from inferbudget.pods import NamespacePods
 from inferbudget.telemetry import OperatorMetrics
 
 
@@ -40,6 +42,7 @@ class Runtime:
     metrics: OperatorMetrics
     cycle_seconds: float
     secrets: SecretReader  # for spec.prometheus's Secret references
+    pods: NamespacePods
 
 
 def index_workloads(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[tuple[str, str], Workload]:
@@ -155,7 +158,7 @@ async def reconcile_budget(namespace: str, name: str, body: kopf.Body, memo: kop
         conflicts = [label for label, kind, target in others if kind == ref.kind and target == ref.name]
         metrics = None
         if workload is not None and not spec.paused:
-            own_pods = await asyncio.to_thread(kube.pod_names, runtime.api, workload)
+            own_pods = await runtime.pods.selected(namespace, workload.selector)
             metrics = await _metrics(runtime, namespace, spec, _target(key, namespace, spec, own_pods))
         # The decision is recorded before it is carried out: if the operator dies in between, the restarted one
         # finds it in the status and carries it out once (a repeated decision is not recorded twice).

@@ -8,7 +8,7 @@ from inferbudget.api.spec import InferenceBudgetSpec
 from inferbudget.api.status import InferenceBudgetStatus, LearnedVariant
 from inferbudget.engine.state import EngineState
 from inferbudget.metrics.observe import BudgetMetrics
-from inferbudget.reconcile import Plan, plan
+from inferbudget.reconcile import Plan, arriving, plan
 
 NOW = 1_800_000_000.0
 
@@ -145,3 +145,21 @@ def test_history_records_a_repeated_decision_once() -> None:
     assert report.with_history([entry], retried) == [entry]
     other = report.record("ScaleUp", "LatencyOverBudget", "2 -> 3", "fp8", 3, 500.0, None, NOW + 30)
     assert report.with_history([entry], other) == [entry, other]
+
+
+def test_an_overload_shows_in_the_queue_when_completions_stay_within_capacity() -> None:
+    # 2 replicas carrying 10 req/s each complete 12 req/s while 1,200 requests wait: 12 + 1,200 / 60 s window
+    overloaded = BudgetMetrics(latency_ms=30_000, requests_per_second=12, queue=1200, newest_sample_time=NOW - 5,
+                               pods_reporting=2)
+    result = run(spec(), metrics=overloaded)
+    assert result.decision is not None and result.decision.action == "ScaleUp"
+    assert result.decision.replicas >= 3
+    assert result.figures is not None and result.figures.requests_per_second == 32
+
+
+def test_while_over_budget_the_load_is_the_completions_plus_the_queue_drained_over_the_window() -> None:
+    latency = spec().latency  # 1 s threshold, 60 s window
+    assert arriving(BudgetMetrics(requests_per_second=5, queue=30, latency_ms=4000), latency) == 5.5
+    assert arriving(BudgetMetrics(requests_per_second=5, queue=30, latency_ms=800), latency) == 5  # a burst absorbed
+    assert arriving(BudgetMetrics(requests_per_second=5, latency_ms=4000), latency) == 5  # no queue signal
+    assert arriving(BudgetMetrics(queue=30, latency_ms=4000), latency) is None  # no rate: unknown, not the queue

@@ -4,6 +4,7 @@ These functions take an ApiClient, do one thing each, and raise the client's Api
 reconcile loop decides what a failure means (a 409 is retried next cycle, a 403 becomes a condition).
 """
 
+import json
 from typing import Any
 
 from kubernetes import client
@@ -60,16 +61,17 @@ def _same_object(workload: Workload) -> dict[str, Any]:
     return {"uid": workload.uid} if workload.uid else {}
 
 
-def pod_names(api: client.ApiClient, workload: Workload) -> frozenset[str]:
-    """The workload's pods, listed by its selector (matchLabels) when a reconcile needs them.
+# The pods' metadata only (names, labels): a fraction of the full objects, which the reconciles do not need.
+METADATA_ONLY = {"Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"}
 
-    Not a kopf index of every pod: kopf readies an index one object at a time and wakes every waiting worker
-    at each, so a start-up with 3,000 pods spent minutes in kopf before the first reconcile (bench/scale.py)."""
-    if not workload.selector:
-        return frozenset()  # an empty selector would list every pod of the namespace; it selects none
-    selector = ",".join(f"{key}={value}" for key, value in sorted(workload.selector.items()))
-    pods = client.CoreV1Api(api).list_namespaced_pod(workload.namespace, label_selector=selector)
-    return frozenset(pod.metadata.name for pod in pods.items if pod.metadata and pod.metadata.name)
+
+def namespace_pods(api: client.ApiClient, namespace: str) -> list[tuple[str, dict[str, str]]]:
+    """(name, labels) of every pod in the namespace, from the API server's watch cache (resourceVersion 0: no
+    read from etcd); see inferbudget.pods for why a namespace at a time."""
+    response: Any = client.CoreV1Api(api).list_namespaced_pod(  # unparsed (not a V1PodList): the JSON is read here
+        namespace, resource_version="0", _headers=METADATA_ONLY, _preload_content=False)
+    items = json.loads(response.data).get("items") or []
+    return [(item["metadata"]["name"], item["metadata"].get("labels") or {}) for item in items]
 
 
 def scale(api: client.ApiClient, workload: Workload, replicas: int) -> None:

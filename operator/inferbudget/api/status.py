@@ -29,7 +29,9 @@ class Observed(ApiModel):
     time: Timestamp | None = Field(None, description="When these figures were read.")
     latency_ms: float | None = Field(None, description="Observed latency at the budget's percentile.")
     memory_per_replica_bytes: int | None = Field(None, description="Observed memory of the largest replica.")
-    requests_per_second: float | None = Field(None, description="Observed request rate over all replicas.")
+    requests_per_second: float | None = Field(None, description="Observed load over all replicas: the completed "
+                                              "request rate, plus the queue spread over the latency window while "
+                                              "the latency is over budget.")
     replicas: int | None = Field(None, description="Desired replicas of the target.")
     ready_replicas: int | None = Field(None, description="Ready replicas of the target.")
     variant: str | None = Field(None, description="Variant the target runs now.")

@@ -1,0 +1,43 @@
+"""The pods of a budget's target as the operator finds them: its namespace listed once (metadata only, from the
+API server's cache), each target picking its own by its selector."""
+
+import asyncio
+from typing import Any
+
+import pytest
+from tests.support.scenario import deployment
+from tests.support.scripts import wait_until
+
+from inferbudget.actuate import kube
+from inferbudget.pods import NamespacePods
+
+pytestmark = pytest.mark.e2e
+
+
+def test_each_target_gets_its_own_pods_from_one_list_of_the_namespace(cluster: Any, namespace: str) -> None:
+    for name, replicas in (("llama", 2), ("llama-large", 1)):  # app=llama must not pick llama-large's pods
+        cluster.apps.create_namespaced_deployment(namespace, deployment(name, "bf16", replicas, rate=1))
+    apps = wait_until("the Deployments' 3 pods", lambda: len(_apps(cluster, namespace)) == 3
+                      and _apps(cluster, namespace))
+    lists: list[str] = []
+
+    def list_pods(listed: str) -> list[tuple[str, dict[str, str]]]:
+        lists.append(listed)
+        return kube.namespace_pods(cluster.api_client, listed)
+
+    async def one_cycle() -> tuple[frozenset[str], frozenset[str]] | None:
+        lists.clear()
+        pods = NamespacePods(list_pods, cycle_seconds=30)
+        llama, large = await asyncio.gather(pods.selected(namespace, {"app": "llama"}),
+                                            pods.selected(namespace, {"app": "llama-large"}))
+        return (llama, large) if len(llama | large) == 3 else None  # the cache may lag the pods' creation
+
+    llama, large = wait_until("both targets' pods from the API server's cache", lambda: asyncio.run(one_cycle()))
+    assert llama == {pod for pod, app in apps.items() if app == "llama"}
+    assert large == {pod for pod, app in apps.items() if app == "llama-large"}
+    assert lists == [namespace]  # one LIST for both targets
+
+
+def _apps(cluster: Any, namespace: str) -> dict[str, str]:
+    """Every pod of the namespace and its app label, read from etcd."""
+    return {pod.metadata.name: pod.metadata.labels["app"] for pod in cluster.core.list_namespaced_pod(namespace).items}
