@@ -72,7 +72,11 @@ def test_budget_deleted_during_a_swap_leaves_the_swap_whole_and_the_baseline_for
     fp8 = dict(VARIANTS["fp8"], container={"image": "vllm/vllm-openai:v0.10.1-fp8"})
     spec = budget("llama", "llama", ["bf16"], memory={"maxPerReplica": "16Gi"})
     spec["spec"]["variants"].append(fp8)
-    scenario.create(deployment("llama", "bf16", 3, rate=5), spec)
+    target = deployment("llama", "bf16", 3, rate=5)
+    # kwok readies pods at once, so a rollout can finish before the test reads it; a new pod counts as available
+    # only after 10 s Ready, so the swap's rollout takes ~30 s and the budget is deleted while it is under way.
+    target["spec"]["minReadySeconds"] = 10
+    scenario.create(target, spec)
     original = scenario.deployment().spec.template.spec.containers[0]
     scenario.wait("kopf's finalizer on the budget", lambda: KOPF_FINALIZER in (_budget(scenario) or {}).get(
         "metadata", {}).get("finalizers", []))
