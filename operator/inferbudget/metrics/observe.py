@@ -195,17 +195,17 @@ async def observe(client: PrometheusClient, targets: list[Target]) -> dict[str, 
     namespaces = sorted({t.namespace for t in targets})
     plans: dict[str, _Plan] = {}
     unsupported: dict[str, str] = {}
-    shared: dict[tuple[object, ...], _Plan] = {}  # budgets alike share their queries: built once, not per budget
+    shared: dict[object, _Plan] = {}  # budgets alike share their queries: built once, not per budget
     for target in targets:
-        alike = (target.server, target.signal, target.window_seconds, target.memory_signal, target.container)
-        known = shared.get(alike) if target.custom is None else None
+        alike = target.key if target.custom is not None else (  # custom queries name the budget's own pods
+            target.server, target.signal, target.window_seconds, target.memory_signal, target.container)
         try:
-            plans[target.key] = known or _plan(target, namespaces)
+            if alike not in shared:
+                shared[alike] = _plan(target, namespaces)
         except UnsupportedSignal as error:
             unsupported[target.key] = str(error)
             continue
-        if target.custom is None:
-            shared[alike] = plans[target.key]
+        plans[target.key] = shared[alike]
     wanted = {promql for plan in plans.values()
               for promql in (plan.latency.promql, plan.request_rate, plan.queue, plan.memory, plan.freshness)
               if promql}
