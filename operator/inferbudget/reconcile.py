@@ -191,7 +191,8 @@ def _events(spec: InferenceBudgetSpec, before: InferenceBudgetStatus, after: Inf
                             warning=True))
     if _transitioned(before, after, "MetricsAvailable") and not any(
             c.type == "MetricsAvailable" and c.status == "True" for c in after.conditions):
-        events.append(Event("MetricsMissing", f"holding: {decision.message}", warning=True))
+        why = next(c.message for c in after.conditions if c.type == "MetricsAvailable")
+        events.append(Event("MetricsMissing", f"{why}; holding: {decision.message}", warning=True))
     if decision.feasible is False and _transitioned(before, after, "BudgetFeasible"):
         events.append(Event("Infeasible", decision.message, warning=True))
     return events

@@ -112,7 +112,9 @@ def test_missing_metrics_hold_and_warn_on_the_transition_only() -> None:
     assert first.decision is not None and first.decision.action == "Hold" and not first.act
     assert conditions(first)["MetricsAvailable"] == "False" and conditions(first)["WithinBudget"] == "Unknown"
     assert conditions(first)["BudgetFeasible"] == "Unknown", "blind, feasibility is not assessed"
-    assert "MetricsMissing" in [e.reason for e in first.events]
+    missing = [e for e in first.events if e.reason == "MetricsMissing"]
+    assert missing and missing[0].message.startswith("Prometheus: cannot connect; holding: "), \
+        "the Event says why the metrics are missing, not only that the operator holds"
     again = run(spec(), first.status, metrics=blind, now=NOW + 15)
     assert "MetricsMissing" not in [e.reason for e in again.events]
 
