@@ -1,9 +1,10 @@
-"""kopf wiring only: indexes of the objects a reconcile reads, and the per-budget timer that runs it.
+"""kopf wiring only: indexes of the objects a reconcile reads, and the per-budget daemon that runs it once per
+cycle (on a grid that does not drift: inferbudget.cadence).
 
 The target's pods are picked by its selector from its namespace's pods, listed once per cycle rather than indexed:
 see inferbudget.pods.
 
-Each timer tick is observe -> decide -> act -> report (reconcile.py); the status, the engine's state
+Each reconcile is observe -> decide -> act -> report (reconcile.py); the status, the engine's state
 included, is written back with one JSON patch so that nothing lives only in this process. That write is
 conditional on the budget's resourceVersion: a decision is only ever made from, and recorded over, the status
 as it is (see _decide_and_record), and nothing is acted on unless its decision is recorded.
@@ -20,7 +21,7 @@ import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from inferbudget import reconcile, report
+from inferbudget import cadence, reconcile, report
 from inferbudget.actuate import kube
 from inferbudget.actuate.workload import Workload, parse_workload
 from inferbudget.api.crd import GROUP, PLURAL, VERSION
@@ -184,6 +185,22 @@ async def reconcile_budget(namespace: str, name: str, body: kopf.Body, memo: kop
     runtime.metrics.reconcile_seconds.labels(namespace, name).observe(time.monotonic() - started)
 
 
+async def reconcile_every_cycle(stopped: kopf.DaemonStopped, uid: str, memo: kopf.Memo,
+                                logger: logging.Logger | kopf.ObjectLogger, **kwargs: Any) -> None:
+    """The budget's reconciles, one per cycle on its own grid (see inferbudget.cadence), until kopf stops it:
+    the budget is deleted, the operator exits, or peering pauses it. A reconcile under way is finished first,
+    never cut short: what it recorded it also carries out."""
+    runtime: Runtime = memo["runtime"]
+    offset = cadence.phase(uid, runtime.cycle_seconds)
+    while not stopped:
+        started = time.time()
+        try:
+            await reconcile_budget(memo=memo, logger=logger, **kwargs)
+        except Exception:  # the API server refused a request (4xx) or a bug: logged, and tried again next cycle
+            logger.exception("the reconcile failed: trying again next cycle")
+        await stopped.wait(cadence.next_run(started, time.time(), runtime.cycle_seconds, offset) - time.time())
+
+
 def _export(metrics: OperatorMetrics, namespace: str, name: str, spec: InferenceBudgetSpec,
             plan: reconcile.Plan) -> None:
     labels = (namespace, name)
@@ -223,8 +240,9 @@ def forget_budget(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
     runtime.metrics.forget(namespace, name)
 
 
-def register(registry: kopf.OperatorRegistry, cycle_seconds: float) -> None:
-    """Registers the handlers; done at start-up because the cycle comes from the command line.
+def register(registry: kopf.OperatorRegistry) -> None:
+    """Registers the handlers on the operator's own registry (see run.py). The cycle comes from the command
+    line, through the memo's Runtime.
 
     (The type: ignore comments: kopf's handler protocols spell out every keyword kopf may pass, while a
     handler takes only those it needs plus **_.)"""
@@ -233,6 +251,5 @@ def register(registry: kopf.OperatorRegistry, cycle_seconds: float) -> None:
     kopf.index("autoscaling", "v2", "horizontalpodautoscalers", id="hpas", registry=registry)(
         index_autoscalers)  # type: ignore[arg-type]
     kopf.index("keda.sh", "v1alpha1", "scaledobjects", id="scaledobjects", registry=registry)(index_autoscalers)  # type: ignore[arg-type]
-    kopf.timer(GROUP, VERSION, PLURAL, interval=cycle_seconds, sharp=True, backoff=cycle_seconds,
-               registry=registry)(reconcile_budget)  # type: ignore[arg-type]
+    kopf.daemon(GROUP, VERSION, PLURAL, registry=registry)(reconcile_every_cycle)  # type: ignore[arg-type]
     kopf.on.delete(GROUP, VERSION, PLURAL, optional=True, registry=registry)(forget_budget)  # type: ignore[arg-type]

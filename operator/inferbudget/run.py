@@ -160,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
     pods = NamespacePods(partial(kube.namespace_pods, api), args.interval)
     runtime = handlers.Runtime(api, observer, metrics, args.interval, SecretCache(api).read, pods)
     registry = kopf.OperatorRegistry()
-    handlers.register(registry, args.interval)
+    handlers.register(registry)
 
     async def configure(settings: kopf.OperatorSettings, **_: object) -> None:  # async: runs in kopf's loop
         # Watching listed namespaces needs no namespace scanning (nor the cluster-wide RBAC it would take).

@@ -1,9 +1,9 @@
 """Two operator replicas with kopf peering: exactly one acts; when it dies, the other takes over.
 
 The replicas share a KopfPeering object in the watched namespace (as the chart creates it with
-peering.enabled and watchNamespaces). The one of higher priority acts; the other pauses its watches and
-timers. A replica killed without a clean exit cannot withdraw its keep-alive, so the standby resumes when
-that keep-alive expires: within --peering-lifetime seconds, plus its first reconcile.
+peering.enabled and watchNamespaces). The one of higher priority acts; the other pauses its watches and the
+budgets' reconcile daemons. A replica killed without a clean exit cannot withdraw its keep-alive, so the standby
+resumes when that keep-alive expires: within --peering-lifetime seconds, plus its first reconcile.
 """
 
 import calendar
@@ -49,7 +49,6 @@ def test_one_replica_acts_and_another_takes_over_when_it_is_killed_or_exits(
     scenario.wait("three reconciles by the active replica", lambda: (_reconciles(active, labels) or 0) >= 3)
     assert _serving(standby), "the standby serves its /metrics"
     assert _reconciles(standby, labels) is None, "the standby never reconciled"
-    assert "Timer 'reconcile_budget'" not in standby.log.read_text()
 
     active.kill()  # SIGKILL: its keep-alive stays in the KopfPeering until it expires
     killed_at, killed_wall = time.monotonic(), time.time()
