@@ -8,6 +8,7 @@
 """
 
 import asyncio
+import json
 import math
 import random
 import ssl
@@ -33,11 +34,34 @@ class BadQuery(PrometheusError):
     """Prometheus refused the query itself (HTTP 400/422): a bug or a wrong custom query."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Sample:
     labels: dict[str, str]
     value: float
     timestamp: float
+
+
+class _SampleDecoder:
+    """Turns each result item into a Sample as json.loads meets it (an object_hook), so that a large answer is
+    never held as parsed JSON and as Samples at once: for 3,000 pods' latency buckets (66,000 series, 7 MB)
+    that was about 85 MB for a moment, the operator's peak memory. Label values repeat (a pod's name in each of
+    its buckets), so each distinct one is kept once."""
+
+    def __init__(self) -> None:
+        self._strings: dict[str, str] = {}
+
+    def __call__(self, item: dict[str, Any]) -> Any:
+        metric, value = item.get("metric"), item.get("value")
+        if len(item) != 2 or not isinstance(metric, dict) or not isinstance(value, list) or len(value) != 2:
+            return item  # not a result item: left as it is (and _vector says so if it stands where one should)
+        if not all(isinstance(label, str) for label in metric.values()):
+            return item
+        try:
+            number, timestamp = float(value[1]), float(value[0])
+        except (TypeError, ValueError):
+            return item
+        strings = self._strings
+        return Sample({name: strings.setdefault(label, label) for name, label in metric.items()}, number, timestamp)
 
 
 @dataclass(frozen=True)
@@ -107,7 +131,7 @@ class PrometheusClient:
             if response.status_code != 200:
                 raise PrometheusUnavailable(f"{self.base_url}: HTTP {response.status_code}")
             try:
-                return response.json()
+                return json.loads(response.content, object_hook=_SampleDecoder())
             except ValueError as error:
                 raise PrometheusUnavailable(f"{self.base_url}: answer is not JSON") from error
         raise PrometheusUnavailable(f"{self.base_url}: {last_problem} ({self.retry.attempts} attempts)")
@@ -127,8 +151,10 @@ def _vector(body: Any, promql: str) -> list[Sample]:
         data = body["data"]
         if data["resultType"] != "vector":
             raise PrometheusUnavailable(f"expected an instant vector, got {data['resultType']}: {promql}")
-        samples = [Sample(dict(item["metric"]), float(item["value"][1]), float(item["value"][0]))
-                   for item in data["result"]]
-    except (KeyError, TypeError, IndexError, ValueError) as error:
+        samples = data["result"]
+        strays = [item for item in samples if not isinstance(item, Sample)]
+    except (KeyError, TypeError) as error:
         raise PrometheusUnavailable(f"malformed answer to {promql!r}: {error!r}") from error
+    if strays:
+        raise PrometheusUnavailable(f"malformed answer to {promql!r}: {str(strays[0])[:200]} is not a sample")
     return [sample for sample in samples if math.isfinite(sample.value)]

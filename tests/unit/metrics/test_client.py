@@ -117,3 +117,24 @@ def test_bearer_token_is_sent() -> None:
                                      transport=httpx.MockTransport(handler))
     asyncio.run(client.query("x"))
     assert seen == ["Bearer s3cret"]
+
+
+def test_a_large_answer_keeps_each_repeated_label_value_once() -> None:
+    buckets = [({"namespace": "ns", "pod": "llama-0", "le": le}, "1") for le in ("0.5", "1", "+Inf")]
+    client, _, _ = client_answering([ok(vector(*buckets, ({"namespace": "ns", "pod": "llama-1", "le": "1"}, "2")))])
+    samples = asyncio.run(client.query("x"))
+    assert [(s.labels["pod"], s.labels["le"], s.value) for s in samples] == [
+        ("llama-0", "0.5", 1.0), ("llama-0", "1", 1.0), ("llama-0", "+Inf", 1.0), ("llama-1", "1", 2.0)]
+    assert len({id(s.labels["pod"]) for s in samples[:3]}) == 1, "one pod name object for all its buckets"
+    assert len({id(s.labels["namespace"]) for s in samples}) == 1
+
+
+@pytest.mark.parametrize("item", [
+    {"metric": {"pod": "a"}, "value": [1.0]}, {"metric": {"pod": 3}, "value": [1.0, "1"]},
+    {"metric": {"pod": "a"}, "value": [1.0, "1"], "extra": True}, {"value": [1.0, "1"]},
+])
+def test_a_result_item_that_is_not_a_sample_is_unavailability(item: dict[str, object]) -> None:
+    body = {"status": "success", "data": {"resultType": "vector", "result": [item]}}
+    client, _, _ = client_answering([ok(body)])
+    with pytest.raises(PrometheusUnavailable, match="is not a sample"):
+        asyncio.run(client.query("x"))
