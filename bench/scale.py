@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import datetime
 import json
 import math
 import os
@@ -117,6 +118,10 @@ class Figures:
     steady_cycle_span_seconds: list[float] = field(default_factory=list)
     reconciles_per_second: float | None = None
     mean_seconds_between_reconciles: float | None = None
+    # Seconds between two decisions of one budget (lastDecision.time: when the operator decided, before its
+    # status patch went out), over every budget in the steady window: the p50, p99 and the longest.
+    decision_gap_seconds: dict[str, float] = field(default_factory=dict)
+    decision_cycle_span_seconds: list[float] = field(default_factory=list)  # _cycle_spans over decision times
     prometheus_queries_per_cycle: float | None = None
     prometheus_queries_first_cycle: int | None = None
     api_requests_per_cycle: dict[str, float] = field(default_factory=dict)  # "VERB resource[/sub]" -> count
@@ -124,6 +129,8 @@ class Figures:
     operator_cpu_cores: float | None = None
     operator_peak_rss_mib: float | None = None
     operator_rss_mib: float | None = None
+    operator_peak_rss_at_seconds: float | None = None  # when VmRSS was highest, seconds after the start
+    operator_steady_max_rss_mib: float | None = None  # the highest VmRSS sampled in the steady window
     breach_to_scale_seconds: float | None = None
     load_jump_to_breach_seconds: float | None = None
     load_jump_to_scale_seconds: float | None = None
@@ -340,6 +347,7 @@ class StatusWrites:
     def __init__(self, api: Any, selector: str) -> None:
         self.api, self.selector = api, selector
         self.writes: list[tuple[float, str]] = []
+        self.decisions: list[tuple[float, str]] = []  # (lastDecision.time, budget): when the operator decided
         self._seen: dict[str, str] = {}
         self._watch, self._stopped = watch.Watch(), threading.Event()
         threading.Thread(target=self._run, daemon=True).start()
@@ -360,13 +368,52 @@ class StatusWrites:
         if body.get("status") and self._seen.get(key) != status:
             self._seen[key] = status
             self.writes.append((time.time(), key))
+            decided = (body["status"].get("lastDecision") or {}).get("time")
+            if decided:
+                self.decisions.append((_unix(decided), key))
 
     def since(self, moment: float) -> list[tuple[float, str]]:
         return [(at, key) for at, key in list(self.writes) if at >= moment]
 
+    def decided_between(self, start: float, end: float) -> list[tuple[float, str]]:
+        return [(at, key) for at, key in list(self.decisions) if start <= at <= end]
+
     def stop(self) -> None:
         self._stopped.set()
         self._watch.stop()
+
+
+def _unix(timestamp: str) -> float:
+    """An RFC 3339 time as written in the status ("2026-11-28T05:20:00.123456Z")."""
+    return datetime.datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+
+
+class MemorySampler:
+    """Samples the operator's VmRSS every half second from its start: when the peak happens says what causes it."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.started = pid, time.time()
+        self.samples: list[tuple[float, float]] = []  # (time, MiB)
+        self._stopped = threading.Event()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        while not self._stopped.wait(0.5):
+            try:
+                self.samples.append((time.time(), memory_mib(self.pid, "VmRSS")))
+            except OSError:
+                return
+
+    def peak(self) -> tuple[float, float]:
+        """(seconds after the start, MiB) of the highest sample."""
+        at, mib = max(self.samples, key=lambda sample: sample[1])
+        return round(at - self.started, 1), mib
+
+    def highest_between(self, start: float, end: float) -> float | None:
+        return max((mib for at, mib in self.samples if start <= at <= end), default=None)
+
+    def stop(self) -> None:
+        self._stopped.set()
 
 
 def apiserver_requests(api: Any) -> dict[str, float]:
@@ -466,6 +513,7 @@ def measure(settings: Settings, local: Any, api: Any) -> Figures:
     with processes(settings, local) as (operator, proxy, server):
         assert operator.process is not None
         pid, started = operator.process.pid, time.time()
+        memory = MemorySampler(pid)
         everyone = {f"{ns}/{name}" for ns, name in settings.budget_names()}
         try:
             first = wait_until("every budget's first status write",
@@ -483,9 +531,12 @@ def measure(settings: Settings, local: Any, api: Any) -> Figures:
             figures.prometheus_queries_first_cycle = proxy.requests
             say(f"first cycle: every budget reconciled {figures.first_cycle_seconds} s after the operator started "
                 f"({proxy.requests} Prometheus queries so far)")
-            _steady(settings, figures, writes, everyone, operator, proxy, api)
+            _steady(settings, figures, writes, everyone, operator, proxy, api, memory)
             _breach(settings, figures, server.url, api, pid)
             figures.operator_peak_rss_mib = round(memory_mib(pid, "VmHWM"), 1)
+        memory.stop()
+        if memory.samples:
+            figures.operator_peak_rss_at_seconds = memory.peak()[0]
     writes.stop()
     figures.load_average["after"] = uptime()
     return figures
@@ -497,7 +548,7 @@ def _all_written(writes: StatusWrites, everyone: set[str], since: float) -> floa
 
 
 def _steady(settings: Settings, figures: Figures, writes: StatusWrites, everyone: set[str], operator: Process,
-            proxy: CountingProxy, api: Any) -> None:
+            proxy: CountingProxy, api: Any, memory: MemorySampler) -> None:
     assert operator.process is not None
     pid = operator.process.pid
     profile = None
@@ -522,12 +573,19 @@ def _steady(settings: Settings, figures: Figures, writes: StatusWrites, everyone
     figures.reconciles_per_second = round(len(window) / wall, 2)
     figures.steady_cycle_span_seconds = _cycle_spans(window, everyone, settings.interval)
     figures.mean_seconds_between_reconciles = _mean_gap(window)
+    decisions = writes.decided_between(start, start + wall)
+    figures.decision_gap_seconds = _gap_percentiles(decisions)
+    figures.decision_cycle_span_seconds = _cycle_spans(decisions, everyone, settings.interval)
     figures.prometheus_queries_per_cycle = round(queries / cycles, 1)
     delta = {key: round((api1.get(key, 0) - api0.get(key, 0)) / cycles, 1) for key in api1}
     figures.api_requests_per_cycle = {key: value for key, value in sorted(delta.items()) if value}
     figures.operator_api_requests_per_cycle = round(sum(delta.get(key, 0) for key in OPERATOR_REQUESTS), 1)
     figures.operator_cpu_cores = round(cpu / wall, 3)
     figures.operator_rss_mib = round(memory_mib(pid, "VmRSS"), 1)
+    highest = memory.highest_between(start, start + wall)
+    figures.operator_steady_max_rss_mib = round(highest, 1) if highest is not None else None
+    say(f"decisions: seconds between two of a budget {figures.decision_gap_seconds}, rounds (decision times) "
+        f"{figures.decision_cycle_span_seconds} s; steady RSS at most {figures.operator_steady_max_rss_mib} MiB")
     say(f"steady: {figures.reconciles_per_second} reconciles/s, cycle spans {figures.steady_cycle_span_seconds} s, "
         f"{figures.prometheus_queries_per_cycle} Prometheus queries and {figures.operator_api_requests_per_cycle} "
         f"operator API requests per cycle, {figures.operator_cpu_cores} CPU cores, RSS {figures.operator_rss_mib} MiB")
@@ -554,14 +612,28 @@ def _cycle_spans(window: list[tuple[float, str]], everyone: set[str], interval: 
     return spans
 
 
-def _mean_gap(window: list[tuple[float, str]]) -> float | None:
+def _gaps(window: list[tuple[float, str]]) -> list[float]:
+    """The time between two consecutive entries of each budget."""
     last: dict[str, float] = {}
     gaps = []
     for at, key in sorted(window):
         if key in last:
             gaps.append(at - last[key])
         last[key] = at
+    return gaps
+
+
+def _mean_gap(window: list[tuple[float, str]]) -> float | None:
+    gaps = _gaps(window)
     return round(sum(gaps) / len(gaps), 2) if gaps else None
+
+
+def _gap_percentiles(window: list[tuple[float, str]]) -> dict[str, float]:
+    gaps = sorted(_gaps(window))
+    if not gaps:
+        return {}
+    return {"p50": round(gaps[len(gaps) // 2], 2), "p99": round(gaps[min(len(gaps) - 1, int(0.99 * len(gaps)))], 2),
+            "max": round(gaps[-1], 2)}
 
 
 def _breach(settings: Settings, figures: Figures, prometheus_url: str, api: Any, pid: int) -> None:
@@ -627,6 +699,8 @@ ROWS = [  # (row title, key in Figures, unit)
     ("first cycle: operator start to every budget reconciled", "first_cycle_seconds", "s"),
     ("steady cycle: first to last status write of one round", "steady_cycle_span_seconds", "s"),
     ("mean time between two reconciles of a budget", "mean_seconds_between_reconciles", "s"),
+    ("time between two decisions of a budget (lastDecision.time), p50 / p99 / max", "decision_gap_seconds", "s"),
+    ("one round by decision times: first to last budget decided", "decision_cycle_span_seconds", "s"),
     ("reconciles per second (steady window)", "reconciles_per_second", "/s"),
     ("Prometheus queries per cycle (steady)", "prometheus_queries_per_cycle", ""),
     ("Prometheus queries in the first cycle", "prometheus_queries_first_cycle", ""),
@@ -634,6 +708,8 @@ ROWS = [  # (row title, key in Figures, unit)
     ("operator CPU (CPU seconds / wall seconds)", "operator_cpu_cores", " cores"),
     ("operator RSS at the end of the steady window", "operator_rss_mib", " MiB"),
     ("operator peak RSS (VmHWM)", "operator_peak_rss_mib", " MiB"),
+    ("when the RSS peaked (seconds after the operator started)", "operator_peak_rss_at_seconds", "s"),
+    ("operator RSS, highest in the steady window", "operator_steady_max_rss_mib", " MiB"),
     ("load jump to latency breach in Prometheus", "load_jump_to_breach_seconds", "s"),
     ("breach in Prometheus to scale patch", "breach_to_scale_seconds", "s"),
     ("load average (uptime) before / after", None, ""),
@@ -655,8 +731,9 @@ def markdown(runs: list[dict[str, Any]]) -> str:
             elif title.startswith("load average"):
                 cells.append(" / ".join(run["load_average"].get(when, "?").split("load average:")[-1].strip()
                                         for when in ("before", "after")))
+            elif isinstance(value := run.get(key or ""), dict):
+                cells.append(" / ".join(f"{figure}{unit}" for figure in value.values()) if value else "-")
             else:
-                value = run.get(key or "")
                 cells.append("-" if value in (None, []) else f"{value}{unit}")
         lines.append(f"| {title} | " + " | ".join(cells) + " |")
     notes = [f"- {run['label']}: {note}" for run in runs for note in run.get("notes", [])]
