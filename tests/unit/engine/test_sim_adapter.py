@@ -5,7 +5,7 @@ import math
 import numpy as np
 
 from inferbudget.sim.budget import SimBudget
-from inferbudget.sim.engine_policy import EnginePolicy, engine_spec, observation_from, run_engine
+from inferbudget.sim.engine_policy import EnginePolicy, engine_spec, observation_from, run_engine, starting_variant
 from inferbudget.sim.fleet import load_profile
 from inferbudget.sim.policies import FleetObservation, LatencyPercentiles
 from inferbudget.sim.replay import ReplayOptions, replay
@@ -83,3 +83,19 @@ def test_a_replay_is_deterministic() -> None:
     first, second = run_engine(context), run_engine(context)
     assert first.summary() == second.summary()
     assert np.array_equal(first.series.desired_replicas, second.series.desired_replicas)  # type: ignore[union-attr]
+
+
+def test_the_engine_starts_warm_on_the_variant_its_hints_prefer_as_a_baseline_starts_on_its_own() -> None:
+    context = RunContext(TRACE, load_profile(), BUDGET)  # bf16-h100 first in the budget; fp8 carries more
+    assert starting_variant(engine_spec(BUDGET, context.profile, TRACE)) == "fp8-h100"
+    result = run_engine(context)
+    assert result.variants_used == ("fp8-h100",) and result.swaps == 0
+
+
+def test_the_starting_variant_respects_the_quality_floor() -> None:
+    spec = engine_spec(BUDGET, load_profile(), TRACE)
+    fp8 = next(v for v in spec.variants if v.name == "fp8-h100")
+    floored = spec.model_copy(update={"variants": [
+        v.model_copy(update={"quality": 0.9}) if v is fp8 else v for v in spec.variants],
+        "policy": spec.policy.model_copy(update={"min_quality": 0.95})})
+    assert starting_variant(floored) == "bf16-h100"
