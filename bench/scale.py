@@ -284,8 +284,8 @@ def _ready_pods(core: Any, settings: Settings) -> int:
 
 
 def delete_fleet(settings: Settings, api: Any) -> None:
-    """Deletes the bench's namespaces (not waited for). kopf put a finalizer on every budget (its timers are
-    stopped on deletion) and the operator is stopped by now: the finalizers go first, or deletion would hang."""
+    """Deletes the bench's namespaces (not waited for). kopf put a finalizer on every budget (its reconcile
+    daemons are stopped on deletion) and the operator is stopped by now: the finalizers go first, or deletion would hang."""
     custom, core = k8s.CustomObjectsApi(api), k8s.CoreV1Api(api)
     budgets = custom.list_cluster_custom_object("inferbudget.io", "v1alpha1", "inferencebudgets",
                                                 label_selector=settings.selector)["items"]
