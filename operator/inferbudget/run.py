@@ -112,8 +112,10 @@ class PrometheusClients:
         return self._clients[source]
 
 
-M_ARENA_MAX = -8  # glibc's mallopt parameter (malloc.h)
+M_ARENA_MAX = -8  # glibc's mallopt parameters (malloc.h)
+M_MMAP_THRESHOLD = -3
 MALLOC_ARENAS = 2
+MMAP_THRESHOLD_BYTES = 128 * 1024  # glibc's initial value, kept from rising
 TRIM_SECONDS = 5.0
 
 
@@ -123,14 +125,19 @@ def _glibc_memory() -> None:
     for 3,000 pods); glibc keeps what it freed for later use, so the operator's RSS settled near 600 MiB, of which
     malloc_trim handed back 300 MiB (bench/scale.py, with gdb). So: a trim every TRIM_SECONDS, from a thread of
     its own (ctypes drops the GIL for the call), and two malloc arenas instead of one per thread that allocates
-    at once (up to 8 per core) for the API_THREADS threads' answers. Done before any thread starts;
-    MALLOC_ARENA_MAX in the environment, if set, has the last word on arenas; not glibc (musl, macOS): nothing."""
+    at once (up to 8 per core) for the API_THREADS threads' answers. And blocks of MMAP_THRESHOLD_BYTES or more
+    (a Prometheus answer's bytes, a TLS read buffer) always get pages of their own, handed back when freed:
+    glibc raises that threshold after the first such block is freed (up to 32 MiB), after which they come from
+    the heap and stay there until a trim. Done before any thread starts; MALLOC_ARENA_MAX and
+    MALLOC_MMAP_THRESHOLD_ in the environment, if set, have the last word; not glibc (musl, macOS): nothing."""
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
         return
     if "MALLOC_ARENA_MAX" not in os.environ:
         libc.mallopt(M_ARENA_MAX, MALLOC_ARENAS)
+    if "MALLOC_MMAP_THRESHOLD_" not in os.environ:
+        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
 
     def trim() -> None:
         while True:
@@ -160,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
     pods = NamespacePods(partial(kube.namespace_pods, api), args.interval)
     runtime = handlers.Runtime(api, observer, metrics, args.interval, SecretCache(api).read, pods)
     registry = kopf.OperatorRegistry()
-    handlers.register(registry)
+    handlers.register(registry, args.namespaces)
 
     async def configure(settings: kopf.OperatorSettings, **_: object) -> None:  # async: runs in kopf's loop
         # Watching listed namespaces needs no namespace scanning (nor the cluster-wide RBAC it would take).
