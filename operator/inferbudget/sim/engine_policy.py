@@ -15,6 +15,7 @@ import numpy as np
 
 from inferbudget.api.spec import InferenceBudgetSpec, Variant
 from inferbudget.engine import Decision, EngineState, Observation, decide
+from inferbudget.engine.learning import capacity_hint
 from inferbudget.sim.budget import SimBudget, allowed_variants
 from inferbudget.sim.fleet import FleetProfile, GroupLoad, LengthSample, VariantModel, evaluate_group, length_sample
 from inferbudget.sim.policies import FleetObservation, FleetTarget
@@ -156,10 +157,8 @@ def starting_variant(spec: InferenceBudgetSpec) -> str:
     good_enough = [v for v in spec.variants if v.quality >= spec.policy.min_quality] or list(spec.variants)
 
     def value(variant: Variant) -> tuple[float, float]:
-        hint = variant.capacity_hint.requests_per_second if variant.capacity_hint is not None else 0.0
         price = float(variant.cost_per_replica_hour_decimal)
-        return (hint / price if price > 0 else math.inf, variant.quality)
+        return ((capacity_hint(variant) or 0.0) / price if price > 0 else math.inf, variant.quality)
 
-    best = max(value(variant) for variant in good_enough)
-    return next(variant.name for variant in good_enough if value(variant) == best)
+    return max(good_enough, key=value).name  # max keeps the first of equals: the spec's order
 
