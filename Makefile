@@ -72,6 +72,7 @@ lint: venv
 
 crd: venv
 	$(BIN)/python -m inferbudget.api.crd > crds/inferbudget.io_inferencebudgets.yaml
+	cp crds/inferbudget.io_inferencebudgets.yaml charts/inferbudget/crds/
 	$(BIN)/python -m inferbudget.api.reference > docs/reference.md
 
 docs: crd

@@ -61,15 +61,21 @@ def index_autoscalers(namespace: str, name: str, spec: kopf.Spec, body: kopf.Bod
     return {namespace: (label, target.get("kind", "Deployment"), target.get("name", ""))}
 
 
-def _target(key: str, namespace: str, spec: InferenceBudgetSpec, pods: frozenset[str]) -> Target:
+def _target(key: str, namespace: str, spec: InferenceBudgetSpec, pods: dict[str, str | None],
+            variant: str | None) -> Target:
+    """`pods`: the workload's, by name, with their variant labels; `variant`: its pod template's. Only the pods
+    labelled with it tell the variant's memory (unlabelled ones predate the first swap); with no variant label
+    on the template, every pod's memory counts."""
     custom = None
     if spec.queries is not None:
         custom = CustomPromQL(spec.queries.latency, spec.queries.request_rate, spec.queries.memory,
                               spec.queries.queue)
-    return Target(key=key, namespace=namespace, pods=pods, server=spec.server, signal=spec.latency.signal,
+    of_variant = None if variant is None else frozenset(
+        name for name, label in pods.items() if label == variant)
+    return Target(key=key, namespace=namespace, pods=frozenset(pods), server=spec.server, signal=spec.latency.signal,
                   quantile=spec.latency.percentile / 100, window_seconds=spec.latency.window_seconds,
                   memory_signal=spec.memory.signal if spec.memory else None,
-                  container=spec.target_ref.container, custom=custom)
+                  container=spec.target_ref.container, custom=custom, variant_pods=of_variant)
 
 
 async def _metrics(runtime: Runtime, namespace: str, spec: InferenceBudgetSpec, target: Target) -> BudgetMetrics:
@@ -161,7 +167,8 @@ async def reconcile_budget(namespace: str, name: str, body: kopf.Body, memo: kop
         metrics = None
         if workload is not None and not spec.paused:
             own_pods = await runtime.pods.selected(namespace, workload.selector)
-            metrics = await _metrics(runtime, namespace, spec, _target(key, namespace, spec, own_pods))
+            target = _target(key, namespace, spec, own_pods, workload.variant)
+            metrics = await _metrics(runtime, namespace, spec, target)
         # The decision is recorded before it is carried out: if the operator dies in between, the restarted one
         # finds it in the status and carries it out once (a repeated decision is not recorded twice).
         plan = await _decide_and_record(runtime.api, spec, read, workload, metrics, conflicts, logger)

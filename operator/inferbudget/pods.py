@@ -13,16 +13,17 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from inferbudget.actuate.workload import selects
+from inferbudget.actuate.workload import VARIANT_KEY, selects
 
 PodLabels = tuple[str, dict[str, str]]  # a pod's name and labels
 REUSE_CYCLES = 0.9  # a namespace's list serves its reconciles for this much of a cycle, then it is listed again
 DROP_AFTER_CYCLES = 3.0  # a list nobody asked to renew for this long is dropped
 
 
-def selected(pods: list[PodLabels], selector: dict[str, str]) -> frozenset[str]:
-    """The pods that a workload's matchLabels select (none for an empty selector, see workload.selects)."""
-    return frozenset(name for name, labels in pods if selects(selector, labels))
+def selected(pods: list[PodLabels], selector: dict[str, str]) -> dict[str, str | None]:
+    """The pods that a workload's matchLabels select (none for an empty selector, see workload.selects), by
+    name, with each one's variant label (None: it has none)."""
+    return {name: labels.get(VARIANT_KEY) for name, labels in pods if selects(selector, labels)}
 
 
 class NamespacePods:
@@ -34,10 +35,10 @@ class NamespacePods:
         self._lists: dict[str, tuple[float, list[PodLabels]]] = {}  # namespace -> (when listed, its pods)
         self._locks: dict[str, asyncio.Lock] = {}  # one LIST of a namespace at a time; the others wait for it
 
-    async def selected(self, namespace: str, selector: dict[str, str]) -> frozenset[str]:
-        """The names of the namespace's pods that the selector selects."""
+    async def selected(self, namespace: str, selector: dict[str, str]) -> dict[str, str | None]:
+        """The namespace's pods that the selector selects, by name, with their variant labels."""
         if not selector:
-            return frozenset()  # no LIST for a selector that selects nothing
+            return {}  # no LIST for a selector that selects nothing
         return selected(await self._pods(namespace), selector)
 
     async def _pods(self, namespace: str) -> list[PodLabels]:

@@ -64,7 +64,8 @@ class OperatorMetrics:
 
         self.observed_latency = gauge("observed_latency_seconds", "Observed latency at the budget's percentile.")
         self.budget_latency = gauge("budget_latency_seconds", "The latency budget.")
-        self.memory_per_replica = gauge("memory_per_replica_bytes", "Observed memory of the largest replica.")
+        self.memory_per_replica = gauge("memory_per_replica_bytes",
+                                        "Observed memory of the largest replica of the running variant.")
         self.budget_memory = gauge("budget_memory_bytes", "The memory budget per replica.")
         self.replicas = gauge("replicas", "Desired replicas of the target.")
         self.budget_max_replicas = gauge("budget_max_replicas", "The budget's replicas.max.")

@@ -152,7 +152,7 @@ def test_api_server_restarted_during_a_swap_swaps_once(cluster: Any, control_pla
     # the load is right (a slow restart leaves time for it); none may come from the fault or the old variant.
     downs = scenario.actions("ScaleDown")
     assert all(d["reason"] == "LoadFell" and d["variant"] == "fp8" and d["time"] >= swaps[0]["time"]
-               for d in downs), downs
+               for d in downs), "\n".join(json.dumps(entry) for entry in scenario.history())
     assert operator.running, f"the operator exited:\n{operator.tail()}"
 
 

@@ -15,8 +15,9 @@ pytestmark = pytest.mark.e2e
 
 
 def test_each_target_gets_its_own_pods_from_one_list_of_the_namespace(cluster: Any, namespace: str) -> None:
-    for name, replicas in (("llama", 2), ("llama-large", 1)):  # app=llama must not pick llama-large's pods
-        cluster.apps.create_namespaced_deployment(namespace, deployment(name, "bf16", replicas, rate=1))
+    # app=llama must not pick llama-large's pods
+    for name, variant, replicas in (("llama", "bf16", 2), ("llama-large", "fp8", 1)):
+        cluster.apps.create_namespaced_deployment(namespace, deployment(name, variant, replicas, rate=1))
     apps = wait_until("the Deployments' 3 pods", lambda: len(_apps(cluster, namespace)) == 3
                       and _apps(cluster, namespace))
     lists: list[str] = []
@@ -25,7 +26,7 @@ def test_each_target_gets_its_own_pods_from_one_list_of_the_namespace(cluster: A
         lists.append(listed)
         return kube.namespace_pods(cluster.api_client, listed)
 
-    async def one_cycle() -> tuple[frozenset[str], frozenset[str]] | None:
+    async def one_cycle() -> tuple[dict[str, str | None], dict[str, str | None]] | None:
         lists.clear()
         pods = NamespacePods(list_pods, cycle_seconds=30)
         llama, large = await asyncio.gather(pods.selected(namespace, {"app": "llama"}),
@@ -33,8 +34,8 @@ def test_each_target_gets_its_own_pods_from_one_list_of_the_namespace(cluster: A
         return (llama, large) if len(llama | large) == 3 else None  # the cache may lag the pods' creation
 
     llama, large = wait_until("both targets' pods from the API server's cache", lambda: asyncio.run(one_cycle()))
-    assert llama == {pod for pod, app in apps.items() if app == "llama"}
-    assert large == {pod for pod, app in apps.items() if app == "llama-large"}
+    assert llama == {pod: "bf16" for pod, app in apps.items() if app == "llama"}  # with their variant labels
+    assert large == {pod: "fp8" for pod, app in apps.items() if app == "llama-large"}
     assert lists == [namespace]  # one LIST for both targets
 
 

@@ -39,6 +39,19 @@ def test_a_budget_sees_only_its_pods_with_exact_percentile_memory_and_queue(
     assert metrics.newest_sample_time is not None
 
 
+def test_only_the_running_variants_pods_tell_its_memory(real_prometheus: Prometheus, pods: VllmPods) -> None:
+    # llama-0 (18 GiB) is a pod of the variant swapped out, still draining: its requests count, its memory not.
+    swapped = target(variant_pods=frozenset({"llama-1"}))
+
+    def ready() -> BudgetMetrics | None:
+        metrics = observe_once(real_prometheus.url, [swapped])[0]["serving/llama"]
+        return metrics if metrics.pods_reporting == 2 and metrics.memory_per_replica_bytes else None
+
+    metrics = wait_until("two scrapes of the exporter", ready, 60)
+    assert metrics.memory_per_replica_bytes == 16 * 2**30
+    assert metrics.queue == 5  # both pods' queues
+
+
 def test_queries_per_cycle_do_not_grow_with_budgets(real_prometheus: Prometheus, pods: VllmPods) -> None:
     many = [target(key=f"serving/b{i}", pods=frozenset({f"llama-{i % 2}"})) for i in range(50)]
     _, one_budget = observe_once(real_prometheus.url, many[:1])

@@ -28,7 +28,8 @@ class Condition(ApiModel):
 class Observed(ApiModel):
     time: Timestamp | None = Field(None, description="When these figures were read.")
     latency_ms: float | None = Field(None, description="Observed latency at the budget's percentile.")
-    memory_per_replica_bytes: int | None = Field(None, description="Observed memory of the largest replica.")
+    memory_per_replica_bytes: int | None = Field(
+        None, description="Observed memory of the largest replica of the running variant.")
     requests_per_second: float | None = Field(None, description="Observed load over all replicas: the completed "
                                               "request rate, plus the queue spread over the latency window while "
                                               "the latency is over budget.")

@@ -43,6 +43,9 @@ class Target:
     memory_signal: Literal["gpu", "container", "declared"] | None = None
     container: str | None = None
     custom: CustomPromQL | None = None
+    # The pods running the workload's current variant, whose memory is the variant's (None: all of `pods`).
+    # After a swap, the replaced variant's pods linger for a while: their memory is not the new variant's.
+    variant_pods: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -72,10 +75,12 @@ class _Results:
     by_query: dict[str, dict[PodKey, list[Sample]]] = field(default_factory=dict)
     problems: dict[str, str] = field(default_factory=dict)
 
-    def own(self, promql: str | None, target: Target) -> list[Sample]:
-        """The samples of the target's pods in this query's result (none when it did not answer)."""
+    def own(self, promql: str | None, target: Target, pods: frozenset[str] | None = None) -> list[Sample]:
+        """The samples of the target's pods (or of these of them) in this query's result (none when it did not
+        answer)."""
         by_pod = self.by_query.get(promql, {}) if promql else {}
-        return [sample for pod in target.pods for sample in by_pod.get((target.namespace, pod), ())]
+        return [sample for pod in (target.pods if pods is None else pods)
+                for sample in by_pod.get((target.namespace, pod), ())]
 
 
 def _by_pod(samples: list[Sample]) -> dict[PodKey, list[Sample]]:
@@ -180,7 +185,7 @@ def _total(promql: str | None, results: _Results, target: Target) -> float | Non
 
 
 def _largest(promql: str | None, results: _Results, target: Target) -> int | None:
-    samples = results.own(promql, target)
+    samples = results.own(promql, target, target.variant_pods)
     return int(max(s.value for s in samples)) if samples else None
 
 
