@@ -14,7 +14,6 @@ import yaml
 from inferbudget import __version__
 from inferbudget import run as operator
 from inferbudget.api.crd import KIND
-from inferbudget.api.validation import validate_manifest
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_UNREADABLE = 0, 1, 2
 
@@ -68,6 +67,8 @@ def _name_of(manifest: dict[str, Any]) -> str:
 
 def validate_files(files: Sequence[str]) -> tuple[list[FileProblem], int]:
     """Every problem in the InferenceBudgets of these files, and how many budgets were checked."""
+    from inferbudget.api.validation import validate_manifest  # here: the operator needs no CEL interpreter (9 MiB)
+
     problems: list[FileProblem] = []
     checked = 0
     for file in files:

@@ -27,7 +27,7 @@ class CountingPrometheus(PrometheusClient):
         await asyncio.sleep(0)  # a real query yields to the other reconciles
         await self.answering.wait()
         le = [{"le": "1.0"}, {"le": "+Inf"}] if "_bucket" in promql else [{}]
-        return [Sample({"namespace": namespace, "pod": pod, **extra}, self.value, 1000.0)
+        return [Sample((("namespace", namespace), ("pod", pod), *extra.items()), self.value, 1000.0)
                 for namespace, pods in self.pods.items() for pod in pods for extra in le]
 
 

@@ -86,7 +86,7 @@ class _Results:
 def _by_pod(samples: list[Sample]) -> dict[PodKey, list[Sample]]:
     index: dict[PodKey, list[Sample]] = {}
     for sample in samples:
-        index.setdefault((sample.labels.get("namespace", ""), sample.labels.get("pod", "")), []).append(sample)
+        index.setdefault((sample.label("namespace") or "", sample.label("pod") or ""), []).append(sample)
     return index
 
 
@@ -166,7 +166,7 @@ def _summarise(target: Target, plan: _Plan, results: _Results) -> BudgetMetrics:
         queue=_total(plan.queue, results, target),
         memory_per_replica_bytes=_largest(plan.memory, results, target),
         newest_sample_time=_newest(plan.freshness, results, target, rate_samples),
-        pods_reporting=len({s.labels.get("pod") for s in rate_samples}),
+        pods_reporting=len({s.label("pod") for s in rate_samples}),
     )
 
 
@@ -174,7 +174,7 @@ def _latency_ms(query: LatencyQuery, samples: list[Sample], q: float) -> float |
     if query.kind == "value":
         values = [s.value for s in samples]
         return max(values) * query.unit_seconds * 1000 if values else None  # the slowest pod, to be safe
-    buckets = [(float(s.labels["le"]), s.value) for s in samples if "le" in s.labels]
+    buckets = [(float(le), s.value) for s in samples if (le := s.label("le")) is not None]
     seconds = histogram.quantile(q, buckets)
     return seconds * 1000 if seconds is not None and math.isfinite(seconds) else None
 

@@ -104,6 +104,12 @@ def test_malformed_answers_are_unavailability_never_data(body: str) -> None:
         asyncio.run(client.query("x"))
 
 
+def test_an_answer_that_is_not_utf8_is_unavailability() -> None:
+    client, _, _ = client_answering([lambda request: httpx.Response(200, content=b'{"status": "\xff"}')])
+    with pytest.raises(PrometheusUnavailable, match="not JSON"):
+        asyncio.run(client.query("x"))
+
+
 def test_bearer_token_is_sent() -> None:
     seen: list[str] = []
 
@@ -125,8 +131,11 @@ def test_a_large_answer_keeps_each_repeated_label_value_once() -> None:
     samples = asyncio.run(client.query("x"))
     assert [(s.labels["pod"], s.labels["le"], s.value) for s in samples] == [
         ("llama-0", "0.5", 1.0), ("llama-0", "1", 1.0), ("llama-0", "+Inf", 1.0), ("llama-1", "1", 2.0)]
-    assert len({id(s.labels["pod"]) for s in samples[:3]}) == 1, "one pod name object for all its buckets"
-    assert len({id(s.labels["namespace"]) for s in samples}) == 1
+    assert len({id(s.pairs[1]) for s in samples[:3]}) == 1, "one (pod, name) pair for all its buckets"
+    assert len({id(s.pairs[0]) for s in samples}) == 1
+    assert len({id(s.pairs[2]) for s in (samples[1], samples[3])}) == 1, "one (le, 1) pair for both pods"
+    assert len({id(s.timestamp) for s in samples}) == 1, "one time for the whole instant vector"
+    assert samples[0].label("le") == "0.5" and samples[0].label("container") is None
 
 
 @pytest.mark.parametrize("item", [
