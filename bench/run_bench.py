@@ -1,8 +1,10 @@
 """`make bench`: every registered policy on every public trace; a markdown table and JSON in bench/results/.
 
 Usage: python bench/run_bench.py [--traces DIR] [--policies all|hpa,keda,...] [--jobs 2] [--hours H]
+                                 [--start cold|warm] [--out DIR]
 Policies run in parallel worker processes (one per core by default); each trace has its own budget in
-bench/budgets/ (the latency signal and threshold suited to its request lengths).
+bench/budgets/ (the latency signal and threshold suited to its request lengths). `--start warm` starts every
+policy with a running fleet sized for the trace's first minutes (inferbudget.sim.start) instead of a cold one.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from inferbudget.sim.budget import load_budget
 from inferbudget.sim.fleet import load_profile
 from inferbudget.sim.plot import plot_results
 from inferbudget.sim.replay import ReplayResult
+from inferbudget.sim.start import START_MODES
 from inferbudget.sim.suite import POLICY_RUNNERS, RunContext
 from inferbudget.sim.traces import Trace, load_trace
 
@@ -48,9 +51,10 @@ def main(argv: list[str] | None = None) -> int:
             continue
         rows.extend(_bench_trace(path, BENCH / "budgets" / budget_file, policies, args, results_dir))
     total = time.perf_counter() - started
-    (results_dir / "results.json").write_text(json.dumps({"total_seconds": round(total, 1), "results": rows}, indent=2))
-    (results_dir / "results.md").write_text(_markdown(rows, total))
-    print(_markdown(rows, total))
+    summary = {"total_seconds": round(total, 1), "start": args.start, "results": rows}
+    (results_dir / "results.json").write_text(json.dumps(summary, indent=2))
+    (results_dir / "results.md").write_text(_markdown(rows, total, args.start))
+    print(_markdown(rows, total, args.start))
     return 0
 
 
@@ -63,6 +67,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--hours", type=float, default=0.0, help="replay only the first H hours of each trace")
     parser.add_argument("--out", default=str(BENCH / "results"))
+    parser.add_argument(
+        "--start", choices=START_MODES, default="cold", help="fleet at t=0: cold (about one replica) or warm"
+    )
     return parser.parse_args(argv)
 
 
@@ -81,16 +88,16 @@ def _bench_trace(
         file=sys.stderr,
     )
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        futures = [pool.submit(_run_one, name, trace, str(budget_path)) for name in policies]
+        futures = [pool.submit(_run_one, name, trace, str(budget_path), args.start) for name in policies]
         outcomes = [future.result() for future in futures]
     results = [result for result, _ in outcomes]
     plot_results(results, results_dir / f"{trace.name}.png", f"{trace.name} ({budget_path.stem} budget)")
     return [_row(trace, budget_path, result, seconds) for result, seconds in outcomes]
 
 
-def _run_one(name: str, trace: Trace, budget_path: str) -> tuple[ReplayResult, float]:
+def _run_one(name: str, trace: Trace, budget_path: str, start: str) -> tuple[ReplayResult, float]:
     started = time.perf_counter()
-    context = RunContext(trace=trace, profile=load_profile(), budget=load_budget(budget_path))
+    context = RunContext(trace=trace, profile=load_profile(), budget=load_budget(budget_path), start=start)
     result = POLICY_RUNNERS[name](context)
     return replace(result, policy=name), time.perf_counter() - started
 
@@ -107,7 +114,7 @@ def _row(trace: Trace, budget_path: Path, result: ReplayResult, seconds: float) 
     }
 
 
-def _markdown(rows: list[dict[str, Any]], total: float) -> str:
+def _markdown(rows: list[dict[str, Any]], total: float, start: str) -> str:
     lines = [
         "| trace | policy | cost $ | GPU-h | SLO req | SLO 1-min | quality | scale ev. | swaps | breach s | "
         "variant / setting | meets | run s |",
@@ -123,11 +130,18 @@ def _markdown(rows: list[dict[str, Any]], total: float) -> str:
         )
     lines.append("")
     lines.append(
-        f"Total wall time {total:.0f} s. Baselines: cheapest run meeting the attainment target (99% of "
+        f"Total wall time {total:.0f} s. {start.capitalize()} start (fleet at t=0: {_START_NOTE[start]}). "
+        "Baselines: cheapest run meeting the attainment target (99% of "
         "requests within the threshold) over the allowed variants and a grid of their targets; "
         "oracle: clairvoyant plan (lower bound on cost)."
     )
     return "\n".join(lines) + "\n"
+
+
+_START_NOTE = {
+    "cold": "each policy's first decision without load, about replicas.min",
+    "warm": "Ready replicas of the policy's variant sized for the trace's first 5 minutes",
+}
 
 
 if __name__ == "__main__":

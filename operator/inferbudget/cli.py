@@ -143,7 +143,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     try:
         trace = load_trace(args.trace, time_scale=args.time_scale, seed=args.seed)
         context = RunContext(trace, load_profile(args.profile), load_budget(args.budget),
-                             None if args.json else _progress_bar())
+                             None if args.json else _progress_bar(), start=args.start)
     except (TraceError, ProfileError, BudgetError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_UNREADABLE
@@ -210,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--policy", default="all", help="inferbudget, hpa, keda, kpa, oracle, a comma list, or all")
     simulate.add_argument("--time-scale", type=float, default=1.0, help="multiplies the trace's timestamps")
     simulate.add_argument("--seed", type=int, default=0, help="seed of synthesised arrivals (ServeGen)")
+    simulate.add_argument("--start", choices=("cold", "warm"), default="cold",
+                          help="fleet at t=0: cold (about replicas.min) or warm (sized for the first 5 minutes)")
     simulate.add_argument("--json", action="store_true", help="print JSON for other tools")
     simulate.add_argument("--plot", metavar="OUT.png", help="draw load, replicas, variant and latency over time")
     simulate.set_defaults(handler=_cmd_simulate)

@@ -140,12 +140,14 @@ def run_engine(context: RunContext) -> ReplayResult:
     """The suite's runner for the engine: one replay, no tuning (the engine has nothing to tune offline).
 
     The fleet starts as the baselines' does: replicas.min warm replicas of the variant it would run, here the
-    one `starting_variant` picks. (A baseline starts on the variant it was tuned on; started on the budget's
-    first variant instead, the engine paid for a choice no baseline is charged with: on the Mooncake trace, a
-    bf16 replica where the baselines start on fp8 missed about 100 more requests, 2.5% of the trace, before
-    the fp8 replicas it swaps to at its first metric could be Ready.)"""
+    one `starting_variant` picks (with a warm start, that variant's warm fleet). (A baseline starts on the
+    variant it was tuned on; started on the budget's first variant instead, the engine paid for a choice no
+    baseline is charged with: on the Mooncake trace, a bf16 replica where the baselines start on fp8 missed
+    about 100 more requests, 2.5% of the trace, before the fp8 replicas it swaps to at its first metric could
+    be Ready.)"""
     spec = engine_spec(context.budget, context.profile, context.trace)
-    initial = FleetTarget(starting_variant(spec), spec.replicas.min)
+    variant = starting_variant(spec)
+    initial = context.initial_fleet(variant) or FleetTarget(variant, spec.replicas.min)
     options = ReplayOptions(progress=context.progress, initial=initial)
     return replay(context.trace, context.profile, context.budget, EnginePolicy(spec), options)
 

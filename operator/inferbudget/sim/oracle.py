@@ -101,9 +101,7 @@ def _interval_loads(trace: Trace, per_interval: int) -> _Loads:
         out[: trace.n_bins] = values
         return out.reshape(n_intervals, per_interval)
 
-    safe = np.maximum(trace.requests, 1.0)
-    mean_in = np.where(trace.requests > 0, trace.input_tokens / safe, trace.mean_input_tokens)
-    mean_out = np.where(trace.requests > 0, trace.output_tokens / safe, trace.mean_output_tokens)
+    mean_in, mean_out = trace.bin_mean_lengths()
     return _Loads(
         padded(trace.requests, 0.0),
         padded(mean_in, trace.mean_input_tokens),

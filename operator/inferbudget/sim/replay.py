@@ -148,10 +148,7 @@ class _Replay:
     ) -> None:
         self.trace, self.profile, self.budget, self.policy, self.options = trace, profile, budget, policy, options
         self.sample: LengthSample = length_sample(trace, budget.latency_signal)
-        requests = trace.requests
-        safe = np.maximum(requests, 1.0)
-        self.mean_in = np.where(requests > 0, trace.input_tokens / safe, trace.mean_input_tokens)
-        self.mean_out = np.where(requests > 0, trace.output_tokens / safe, trace.mean_output_tokens)
+        self.mean_in, self.mean_out = trace.bin_mean_lengths()
         interval = options.interval_s or policy.interval_s
         self.bins_per_interval = max(1, round(interval / trace.bin_seconds))
         self.bins_per_chunk = max(self.bins_per_interval, round(options.lookahead_s / trace.bin_seconds))

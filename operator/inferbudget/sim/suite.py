@@ -17,6 +17,7 @@ from inferbudget.sim.budget import SimBudget, allowed_variants
 from inferbudget.sim.fleet import FleetProfile, VariantModel
 from inferbudget.sim.oracle import OraclePolicy, plan_oracle
 from inferbudget.sim.policies import (
+    FleetTarget,
     HorizontalPodAutoscaler,
     HpaSettings,
     KedaPrometheusScaler,
@@ -26,17 +27,30 @@ from inferbudget.sim.policies import (
     Policy,
 )
 from inferbudget.sim.replay import ProgressCallback, ReplayOptions, ReplayResult, replay
+from inferbudget.sim.start import START_MODES, warm_target
 from inferbudget.sim.traces import Trace
 
 
 @dataclass(frozen=True, slots=True)
 class RunContext:
-    """Everything a policy runner needs besides the policy itself."""
+    """Everything a policy runner needs besides the policy itself. `start`: how the fleet stands at t=0
+    (inferbudget.sim.start): "cold" or "warm", the same for every policy of a comparison."""
 
     trace: Trace
     profile: FleetProfile
     budget: SimBudget
     progress: ProgressCallback | None = None
+    start: str = "cold"
+
+    def __post_init__(self) -> None:
+        if self.start not in START_MODES:
+            raise ValueError(f"start {self.start!r} is not one of {', '.join(START_MODES)}")
+
+    def initial_fleet(self, variant: str) -> FleetTarget | None:
+        """The fleet Ready at t=0 for a policy running `variant`; None: the policy's first decision (cold)."""
+        if self.start == "cold":
+            return None
+        return warm_target(self.trace, self.profile, self.budget, variant)
 
 
 PolicyRunner = Callable[[RunContext], ReplayResult]
@@ -177,7 +191,12 @@ def _run(
     log: TuningLog | None,
 ) -> ReplayResult:
     policy = baseline.build(model, setting, context.budget)
-    options = ReplayOptions(abort_above_violations=misses_allowed, abort_above_cost=cost_ceiling, keep_series=False)
+    options = ReplayOptions(
+        abort_above_violations=misses_allowed,
+        abort_above_cost=cost_ceiling,
+        keep_series=False,
+        initial=context.initial_fleet(model.name),
+    )
     result = replay(context.trace, context.profile, context.budget, policy, options)
     result = replace(result, settings={"variant": model.name, "target": setting, "unit": baseline.unit})
     if log is not None:
@@ -189,7 +208,8 @@ def with_series(result: ReplayResult, context: RunContext, baseline: Baseline) -
     """Re-run a tuned baseline's chosen setting in full, keeping the time series for plots."""
     model = context.profile.variant(str(result.settings["variant"]))
     policy = baseline.build(model, float(str(result.settings["target"])), context.budget)
-    full = replay(context.trace, context.profile, context.budget, policy, ReplayOptions(progress=context.progress))
+    options = ReplayOptions(progress=context.progress, initial=context.initial_fleet(model.name))
+    full = replay(context.trace, context.profile, context.budget, policy, options)
     return replace(full, settings=result.settings)
 
 
@@ -200,7 +220,10 @@ def run_oracle(context: RunContext) -> ReplayResult:
     result: ReplayResult | None = None
     for _ in range(4):
         schedule = plan_oracle(context.trace, context.profile, budget, miss_share=slack)
-        options = ReplayOptions(max_surge_fraction=1.0, progress=context.progress)
+        first_variant = schedule.variants[int(schedule.variant_index[0])]
+        options = ReplayOptions(
+            max_surge_fraction=1.0, progress=context.progress, initial=context.initial_fleet(first_variant)
+        )
         result = replay(context.trace, context.profile, budget, OraclePolicy(schedule), options)
         if result.meets(budget.attainment_target) or slack <= 0:
             break

@@ -95,6 +95,13 @@ class Trace:
     def mean_rate(self) -> float:
         return self.total_requests / max(self.duration_s, 1e-9)
 
+    def bin_mean_lengths(self) -> tuple[FloatArray, FloatArray]:
+        """Mean prompt and generated tokens per request of each bin (the trace's means in empty bins)."""
+        safe = np.maximum(self.requests, 1.0)
+        mean_in = np.where(self.requests > 0, self.input_tokens / safe, self.mean_input_tokens)
+        mean_out = np.where(self.requests > 0, self.output_tokens / safe, self.mean_output_tokens)
+        return mean_in, mean_out
+
     def head(self, seconds: float) -> Trace:
         """The first `seconds` of the trace (for quick runs and tests)."""
         n = max(1, min(self.n_bins, math.ceil(seconds / self.bin_seconds)))
