@@ -59,6 +59,7 @@ def observe(fit: LatencyFit, per_replica_rate: float, latency_s: float) -> Laten
         sum_y=fit.sum_y * FORGETTING + y,
         sum_xx=fit.sum_xx * FORGETTING + x * x,
         sum_xy=fit.sum_xy * FORGETTING + x * y,
+        breached=fit.breached * FORGETTING,  # counted by the caller (engine.learning), faded alike here
     )
 
 

@@ -31,6 +31,7 @@ class LatencyFit(ApiModel):
     sum_y: float = 0.0
     sum_xx: float = 0.0
     sum_xy: float = 0.0
+    breached: float = 0.0  # the observations over the threshold, weighted alike: breached / weight is their share
 
 
 class Fleet(ApiModel):

@@ -278,3 +278,27 @@ def test_a_fleet_idling_within_budget_does_not_claim_more_capacity() -> None:
 
 def test_every_reason_is_documented() -> None:
     assert set(REASONS) == set(get_args(Reason))
+
+
+def _breaching_every(third: int | None, cycles: int) -> Fleet:
+    """3 replicas at 9 req/s (3 per replica, within the 4 req/s hint), p95 500 ms but for a 3 s breach on every
+    `third` cycle: the line through 1 / latency still puts the threshold above 3 req/s a replica."""
+    fleet = Fleet(one_variant(), replicas=3)
+    for cycle in range(cycles):
+        breach = third is not None and cycle % third == third - 1
+        fleet.step(cycle * 15.0, 9.0, latency_ms=3000.0 if breach else 500.0)
+    return fleet
+
+
+def test_a_sustained_breach_at_a_load_the_plan_allows_adds_replicas() -> None:
+    fleet = _breaching_every(3, 40)
+    learned = fleet.state.learned["big"].requests_per_second_per_replica
+    assert learned is not None and learned < 3.0  # below the load it kept breaching at
+    assert fleet.replicas >= 4
+    assert any(d.action == "ScaleUp" for d in fleet.decisions)
+
+
+def test_a_rare_breach_leaves_the_capacity_alone() -> None:
+    fleet = _breaching_every(30, 40)  # one cycle in thirty, as any percentile has now and then
+    assert fleet.state.learned["big"].requests_per_second_per_replica == 4.0
+    assert fleet.replicas == 3
