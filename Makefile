@@ -17,7 +17,7 @@ help:
 	@echo "make demo   - local cluster, Prometheus, simulated fleet, operator and a sample budget (live view)"
 	@echo "make test   - every test tier (unit, e2e against a real local control plane)"
 	@echo "make lint   - ruff and mypy --strict"
-	@echo "make bench  - replay the public traces through every policy; tables in bench/results/"
+	@echo "make bench  - replay the public traces through every policy, cold and warm starts; tables in bench/results/"
 	@echo "make bench-scale - 1,000 budgets on the local cluster: cycle time, queries, CPU, RSS (SCALE_ARGS=...)"
 	@echo "make crd    - regenerate crds/ and docs/reference.md from the API models"
 
@@ -79,6 +79,7 @@ docs: crd
 
 bench: venv
 	$(BIN)/python bench/run_bench.py
+	$(BIN)/python bench/run_bench.py --start warm --out bench/results/warm
 
 # One operator replica against 1,000 budgets (3,000 kwok pods) on the local cluster `scale`; figures in
 # bench/results/scale.md. SCALE_ARGS="--budgets 100" and the like: see bench/scale.py --help.

@@ -41,7 +41,8 @@ REASONS: dict[Reason, str] = {
     "ReplicasStarting": "the replicas asked for carry the planned load but some are still starting; the latency "
                         "measured is that of the fleet without them: held until they are Ready",
     "LatencyOverPlan": "the latency percentile is over its threshold although the replicas carry the planned load "
-                       "(a burst shorter than the load's one-minute smoothing, or capacity still being learned): held",
+                       "(a burst shorter than the load's one-minute smoothing, or capacity still being learned): held; "
+                       "when breaches keep coming, the learned capacity falls and the plan adds replicas",
     "BurstHeadroom": "bursts shorter than a replica's start-up have breached the latency lately: replicas kept for "
                      "the level plus the typical rise of such bursts",
     "LatencyOverBudget": "the latency percentile is over its threshold: more replicas (or a faster variant)",
