@@ -13,17 +13,29 @@ threshold; a rise the fleet absorbed needs no headroom and counts as 0, so a loa
 already covers gets none. The burst floor is the base load now plus the
 BURST_QUANTILE of the last MAX_BURST_SAMPLES excesses: headroom appears once bursts have breached the latency on
 more than 1 - BURST_QUANTILE of recent cycles, and fades as they stop doing so.
+
+Bursts that recur after idle minutes longer than the scale-down window need a memory longer than it, or each
+burst meets the fleet the idle minutes left (the window forgets the last burst, and one the fleet absorbed teaches
+no headroom). So the peak of each burst (a load more than JUMP above the base) is remembered, and once
+MIN_RECURRING bursts are, scale-down keeps replicas for the highest remembered peak halved every
+PEAK_HALF_LIFE_SECONDS since its burst ended: through a gap of a few minutes the fleet stays near what the last
+burst needed, and it still shrinks within a quarter of an hour of the bursts stopping. A load that really fell
+(a daily cycle) has no bursts above its own median and is not held.
 """
 
 import math
 
 from inferbudget.engine.forecast import JUMP
-from inferbudget.engine.state import BaseSample, RateSample
+from inferbudget.engine.state import BaseSample, PeakSample, RateSample
 
 BURST_QUANTILE = 0.9
 MAX_BURST_SAMPLES = 120  # half an hour of 15 s cycles
 MIN_BURST_SAMPLES = 8  # excesses seen before the floor applies
 BASE_SECONDS = 300.0
+PEAK_HALF_LIFE_SECONDS = 300.0
+PEAK_MEMORY_SECONDS = 4 * PEAK_HALF_LIFE_SECONDS  # a peak older than this holds under 1/16 of its load
+PEAK_GAP_SECONDS = 60.0  # burst samples closer than this are one burst
+MIN_RECURRING = 2  # bursts remembered before their peaks hold replicas: one spike is no pattern
 
 
 def base_load(rates: tuple[RateSample, ...], now: float) -> float:
@@ -70,3 +82,22 @@ def headroom(excesses: tuple[float, ...]) -> float:
         return 0.0
     ordered = sorted(excesses)
     return ordered[max(math.ceil(BURST_QUANTILE * len(ordered)) - 1, 0)]
+
+
+def remember_peak(peaks: tuple[PeakSample, ...], now: float, load: float,
+                  base: float) -> tuple[PeakSample, ...]:
+    """The bursts' peaks of the last PEAK_MEMORY_SECONDS, one (end, highest load) per burst."""
+    kept = tuple(sample for sample in peaks if now - PEAK_MEMORY_SECONDS < sample[0] < now)
+    if not load > base * (1 + JUMP):
+        return kept
+    if kept and now - kept[-1][0] <= PEAK_GAP_SECONDS:
+        return (*kept[:-1], (now, round(max(load, kept[-1][1]), 4)))
+    return (*kept, (now, round(load, 4)))
+
+
+def recalled_load(peaks: tuple[PeakSample, ...], now: float) -> float:
+    """The highest remembered burst peak, halved every PEAK_HALF_LIFE_SECONDS since it ended (0 unless bursts
+    recur)."""
+    if len(peaks) < MIN_RECURRING:
+        return 0.0
+    return max((load * 0.5 ** (max(now - t, 0.0) / PEAK_HALF_LIFE_SECONDS) for t, load in peaks), default=0.0)

@@ -23,7 +23,15 @@ from dataclasses import dataclass, replace
 from inferbudget.api.spec import InferenceBudgetSpec
 from inferbudget.api.status import Action
 from inferbudget.engine import messages as say
-from inferbudget.engine.bursts import base_load, excess, headroom, remember_bases, remember_excess
+from inferbudget.engine.bursts import (
+    base_load,
+    excess,
+    headroom,
+    recalled_load,
+    remember_bases,
+    remember_excess,
+    remember_peak,
+)
 from inferbudget.engine.decision import Decision, Reason, cost_of, hold
 from inferbudget.engine.forecast import load_now, remember_rate, trend
 from inferbudget.engine.learning import learn_capacity, startup_seconds, track_fleet
@@ -88,6 +96,7 @@ class Cycle:
             cycle_seconds=self.state.cycle_seconds or DEFAULT_CYCLE_SECONDS,
             base=base_load(self.state.rates, self.now),
             burst_headroom=headroom(self.state.burst_excesses),
+            recalled=recalled_load(self.state.burst_peaks, self.now),
         )
 
     def may_scale_down(self) -> bool:
@@ -237,13 +246,15 @@ def _remember(spec: InferenceBudgetSpec, observation: Observation, state: Engine
     horizon = startup_seconds(spec, state, observation.variant) + (state.cycle_seconds or DEFAULT_CYCLE_SECONDS)
     breached = observation.latency_ms is not None and observation.latency_ms > spec.latency.threshold_ms
     rise = excess(state.bases, rates, now, horizon, breached=breached)
+    base = base_load(rates, now)
     return state.model_copy(update={
         "blind_since": None,
         "observing_since": state.observing_since if state.observing_since is not None else now,
         "rates": rates,
         "window": remember(state.window, now, load_now(rates, now, rps), span),
-        "bases": remember_bases(state.bases, now, base_load(rates, now), horizon),
+        "bases": remember_bases(state.bases, now, base, horizon),
         "burst_excesses": remember_excess(state.burst_excesses, rise),
+        "burst_peaks": remember_peak(state.burst_peaks, now, load_now(rates, now, rps), base),
     })
 
 

@@ -12,6 +12,7 @@ import math
 from inferbudget.api.spec import InferenceBudgetSpec
 from inferbudget.api.status import Action
 from inferbudget.engine import messages as say
+from inferbudget.engine.bursts import PEAK_HALF_LIFE_SECONDS
 from inferbudget.engine.decision import Decision, Reason, hold
 from inferbudget.engine.observation import Observation
 from inferbudget.engine.planning import Option, Plan, cost_cap, memory_cap, memory_per_replica, predicted_latency_ms
@@ -82,8 +83,19 @@ def _scale_down(spec: InferenceBudgetSpec, observation: Observation, option: Opt
     load = (f"peak {say.rate(option.sizing.window_load)} over the last {say.seconds(seconds)}" if seconds
             else say.rate(option.sizing.window_load))  # no scale-down window: the load now, not a peak
     bursts = (f" (with the burst headroom, {say.rate(option.sizing.burst_load)})" if _burst_bound(option) else "")
+    bursts += _recalled(option)
     message = f"{load}{bursts} needs {option.replicas}: {current} -> {say.fleet(target, option.variant.name)}"
     return _change(spec, option, "ScaleDown", "LoadFell", message, target)
+
+
+def _recalled(option: Option) -> str:
+    """Say so when recent bursts' remembered peak, not the window, sets how far the fleet may shrink."""
+    assert option.sizing is not None
+    sizing = option.sizing
+    if sizing.recalled_load <= max(sizing.window_load, sizing.burst_load):
+        return ""
+    return (f" (recurring bursts: their peak, halved every {say.seconds(PEAK_HALF_LIFE_SECONDS)} since, is "
+            f"{say.rate(sizing.recalled_load)})")
 
 
 def _cut_to_caps(spec: InferenceBudgetSpec, observation: Observation, option: Option, reason: Reason) -> Decision:
@@ -107,7 +119,7 @@ def _steady(spec: InferenceBudgetSpec, observation: Observation, option: Option)
     if settled < current:
         window = say.seconds(spec.policy.scale_down.stabilization_seconds)
         message = (f"{say.rate(load)} needs {settled}; holding {say.fleet(current, name)} until the load has "
-                   f"stayed low for the {window} scale-down window")
+                   f"stayed low for the {window} scale-down window{_recalled(option)}")
         return hold(spec, name, current, "Stabilizing", message, feasible=None, latency_ms=option.latency_ms)
     latency, threshold = observation.latency_ms, spec.latency.threshold_ms
     fleet = f"{say.fleet(current, name)} ({say.money(option.cost_per_hour)})"

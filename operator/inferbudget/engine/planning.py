@@ -53,6 +53,7 @@ class Loads:
     cycle_seconds: float
     base: float = 0.0  # the level the load returns to between bursts (engine.bursts)
     burst_headroom: float = 0.0  # how far bursts that breached the latency rose above it, requests/s
+    recalled: float = 0.0  # the remembered, decayed peak of recent bursts (engine.bursts): scale-down keeps it
 
     @property
     def burst_floor(self) -> float:
@@ -78,6 +79,7 @@ class Sizing:
     window_load: float  # the highest load the scale-down window holds replicas for
     horizon_seconds: float
     burst_load: float = 0.0  # the burst floor (engine.bursts): replicas are kept for at least this load
+    recalled_load: float = 0.0  # recent bursts' decayed peak (engine.bursts): scale-down keeps replicas for it
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,13 +142,14 @@ def size(spec: InferenceBudgetSpec, perf: Performance, loads: Loads) -> Sizing |
     down_capacity = perf.capacity * (1 - SCALE_DOWN_TOLERANCE)
     return Sizing(
         up=replicas_for(max(up_load, floor), perf.capacity),
-        down=replicas_for(max(planned, loads.peak, floor), down_capacity),
+        down=replicas_for(max(planned, loads.peak, floor, loads.recalled), down_capacity),
         settled=replicas_for(max(planned, floor), down_capacity),
         switch=replicas_for(max(planned, loads.peak, floor) * (1 + SWAP_MARGIN), down_capacity),
         planned_load=planned,
         window_load=max(planned, loads.peak),
         horizon_seconds=horizon,
         burst_load=floor,
+        recalled_load=loads.recalled,
     )
 
 

@@ -16,6 +16,8 @@ from inferbudget.api.status import LearnedVariant
 RateSample = tuple[float, float]
 # (time, median rate of the minutes before): the base loads the burst excesses are measured from (engine.bursts).
 BaseSample = tuple[float, float]
+# (end, highest load): the peaks of recent bursts, which scale-down keeps replicas for (engine.bursts).
+PeakSample = tuple[float, float]
 # (bucket start, lowest, highest planned load in the bucket): the stabilization windows.
 WindowBucket = tuple[float, float, float]
 
@@ -70,6 +72,7 @@ class EngineState(ApiModel):
     window: tuple[WindowBucket, ...] = ()
     bases: tuple[BaseSample, ...] = ()  # over the last start-up horizon (engine.bursts)
     burst_excesses: tuple[float, ...] = ()  # rises over the base that breached the latency, newest last
+    burst_peaks: tuple[PeakSample, ...] = ()  # recent bursts, newest last
     fleet: Fleet | None = None
     starting_since: float | None = None  # replicas have been starting (ready < desired) since then
     last_swap_at: float | None = None  # when the workload's variant was last seen to change

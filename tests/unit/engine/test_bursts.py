@@ -5,7 +5,17 @@ p95 <= 1000 ms; cycles are 15 s, so a start-up horizon is 75 s.
 """
 
 from inferbudget.engine import EngineState, decide
-from inferbudget.engine.bursts import MIN_BURST_SAMPLES, base_load, excess, headroom, remember_bases
+from inferbudget.engine.bursts import (
+    MIN_BURST_SAMPLES,
+    PEAK_HALF_LIFE_SECONDS,
+    PEAK_MEMORY_SECONDS,
+    base_load,
+    excess,
+    headroom,
+    recalled_load,
+    remember_bases,
+    remember_peak,
+)
 
 from .builders import Fleet, one_variant, seen
 
@@ -109,3 +119,39 @@ def test_noise_on_a_steady_load_is_no_burst_even_when_the_latency_is_over() -> N
     rates = ((0.0, 30.0), (15.0, 30.0), (30.0, 30.6))  # 2% above the level: noise, not a burst
     bases = ((0.0, 30.0), (15.0, 30.0), (30.0, 30.0))
     assert excess(bases, rates, 30.0, 15.0, breached=True) == 0.0
+
+
+def test_a_burst_is_remembered_once_at_its_highest_and_forgotten_after_the_memory() -> None:
+    peaks: tuple[tuple[float, float], ...] = ()
+    for now, load in ((0.0, 2.0), (15.0, 12.0), (30.0, 16.0), (45.0, 9.0), (60.0, 2.0)):
+        peaks = remember_peak(peaks, now, load, base=2.0)
+    assert peaks == ((45.0, 16.0),)  # one burst: its end and its highest load; the level is no burst
+    assert remember_peak(peaks, 45.0 + PEAK_MEMORY_SECONDS, 2.0, base=2.0) == ()
+
+
+def test_recurring_bursts_recall_their_peak_halved_every_half_life() -> None:
+    one = ((0.0, 16.0),)
+    assert recalled_load(one, 0.0) == 0.0  # a single spike is no pattern
+    two = ((0.0, 12.0), (600.0, 16.0))
+    assert recalled_load(two, 600.0 + PEAK_HALF_LIFE_SECONDS) == 8.0
+
+
+def _bursts_every_ten_minutes(count: int) -> Fleet:
+    """1 req/s, with a 16 req/s burst for 45 s every 600 s that the fleet absorbs (no breach, so no headroom)."""
+    fleet = Fleet(one_variant(), replicas=1)
+    for cycle in range(40 * count):
+        fleet.step(cycle * 15.0, 16.0 if cycle % 40 in (36, 37, 38) else 1.0, latency_ms=400.0)
+    return fleet
+
+
+def test_recurring_bursts_keep_replicas_through_idle_minutes_longer_than_the_window() -> None:
+    fleet = _bursts_every_ten_minutes(3)
+    fleet.run(1800.0, 450.0, 1.0, latency_ms=400.0)  # the window forgot the last burst 300 s after it ended
+    assert fleet.replicas == 2  # 16 req/s halved every 300 s for 480 s: 5.3 req/s
+    assert any("recurring bursts" in change.message for change in fleet.changes)
+
+
+def test_a_single_burst_is_not_held_after_the_window() -> None:
+    fleet = _bursts_every_ten_minutes(1)
+    fleet.run(600.0, 450.0, 1.0, latency_ms=400.0)
+    assert fleet.replicas == 1
