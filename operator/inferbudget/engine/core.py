@@ -246,15 +246,15 @@ def _remember(spec: InferenceBudgetSpec, observation: Observation, state: Engine
     horizon = startup_seconds(spec, state, observation.variant) + (state.cycle_seconds or DEFAULT_CYCLE_SECONDS)
     breached = observation.latency_ms is not None and observation.latency_ms > spec.latency.threshold_ms
     rise = excess(state.bases, rates, now, horizon, breached=breached)
-    base = base_load(rates, now)
+    base, load = base_load(rates, now), load_now(rates, now, rps)
     return state.model_copy(update={
         "blind_since": None,
         "observing_since": state.observing_since if state.observing_since is not None else now,
         "rates": rates,
-        "window": remember(state.window, now, load_now(rates, now, rps), span),
+        "window": remember(state.window, now, load, span),
         "bases": remember_bases(state.bases, now, base, horizon),
         "burst_excesses": remember_excess(state.burst_excesses, rise),
-        "burst_peaks": remember_peak(state.burst_peaks, now, load_now(rates, now, rps), base),
+        "burst_peaks": remember_peak(state.burst_peaks, now, load, base),
     })
 
 

@@ -46,10 +46,6 @@ class Sample:
                 return value
         return None
 
-    @property
-    def labels(self) -> dict[str, str]:
-        return dict(self.pairs)
-
 
 class _SampleDecoder:
     """Turns each result item into a Sample as json.loads meets it (an object_hook), so that a large answer is

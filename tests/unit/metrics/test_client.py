@@ -45,7 +45,7 @@ def status(code: int, error: str = "boom") -> Callable[[httpx.Request], httpx.Re
 def test_a_vector_becomes_samples_with_labels_value_and_time() -> None:
     client, requests, _ = client_answering([ok(vector(({"pod": "a"}, "1.5"), ({"pod": "b"}, "2")))])
     samples = asyncio.run(client.query('up{job="x"}'))
-    assert [(s.labels["pod"], s.value, s.timestamp) for s in samples] == [("a", 1.5, 1700000000.5),
+    assert [(s.label("pod"), s.value, s.timestamp) for s in samples] == [("a", 1.5, 1700000000.5),
                                                                             ("b", 2.0, 1700000000.5)]
     assert requests[0].url.params["query"] == 'up{job="x"}'
 
@@ -53,7 +53,7 @@ def test_a_vector_becomes_samples_with_labels_value_and_time() -> None:
 def test_empty_vector_is_no_data_and_nan_or_inf_samples_are_dropped() -> None:
     client, _, _ = client_answering([ok(vector(({"pod": "a"}, "NaN"), ({"pod": "b"}, "+Inf"),
                                                ({"pod": "c"}, "-Inf"), ({"pod": "d"}, "0")))])
-    assert [s.labels["pod"] for s in asyncio.run(client.query("x"))] == ["d"]
+    assert [s.label("pod") for s in asyncio.run(client.query("x"))] == ["d"]
     client, _, _ = client_answering([ok(vector())])
     assert asyncio.run(client.query("x")) == []
 
@@ -129,7 +129,7 @@ def test_a_large_answer_keeps_each_repeated_label_value_once() -> None:
     buckets = [({"namespace": "ns", "pod": "llama-0", "le": le}, "1") for le in ("0.5", "1", "+Inf")]
     client, _, _ = client_answering([ok(vector(*buckets, ({"namespace": "ns", "pod": "llama-1", "le": "1"}, "2")))])
     samples = asyncio.run(client.query("x"))
-    assert [(s.labels["pod"], s.labels["le"], s.value) for s in samples] == [
+    assert [(s.label("pod"), s.label("le"), s.value) for s in samples] == [
         ("llama-0", "0.5", 1.0), ("llama-0", "1", 1.0), ("llama-0", "+Inf", 1.0), ("llama-1", "1", 2.0)]
     assert len({id(s.pairs[1]) for s in samples[:3]}) == 1, "one (pod, name) pair for all its buckets"
     assert len({id(s.pairs[0]) for s in samples}) == 1
