@@ -82,14 +82,15 @@ def _scale_down(spec: InferenceBudgetSpec, observation: Observation, option: Opt
     seconds = spec.policy.scale_down.stabilization_seconds
     load = (f"peak {say.rate(option.sizing.window_load)} over the last {say.seconds(seconds)}" if seconds
             else say.rate(option.sizing.window_load))  # no scale-down window: the load now, not a peak
-    bursts = (f" (with the burst headroom, {say.rate(option.sizing.burst_load)})" if _burst_bound(option) else "")
-    bursts += _recalled(option)
+    bursts = _recalled(option) or (
+        f" (with the burst headroom, {say.rate(option.sizing.burst_load)})" if _burst_bound(option) else "")
     message = f"{load}{bursts} needs {option.replicas}: {current} -> {say.fleet(target, option.variant.name)}"
     return _change(spec, option, "ScaleDown", "LoadFell", message, target)
 
 
 def _recalled(option: Option) -> str:
-    """Say so when recent bursts' remembered peak, not the window, sets how far the fleet may shrink."""
+    """Say so when recent bursts' remembered peak, not the window or the burst headroom, sets how far the fleet
+    may shrink (then it, and only it, is said: one reason in parentheses)."""
     assert option.sizing is not None
     sizing = option.sizing
     if sizing.recalled_load <= max(sizing.window_load, sizing.burst_load):

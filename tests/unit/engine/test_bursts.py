@@ -4,6 +4,8 @@ The budget is `builders.one_variant`: big carries 4 req/s per replica (3.8 on th
 p95 <= 1000 ms; cycles are 15 s, so a start-up horizon is 75 s.
 """
 
+from decimal import Decimal
+
 from inferbudget.engine import EngineState, decide
 from inferbudget.engine.bursts import (
     MIN_BURST_SAMPLES,
@@ -16,6 +18,9 @@ from inferbudget.engine.bursts import (
     remember_bases,
     remember_peak,
 )
+from inferbudget.engine.learning import Performance
+from inferbudget.engine.pacing import _scale_down
+from inferbudget.engine.planning import Option, Sizing
 
 from .builders import Fleet, one_variant, seen
 
@@ -155,3 +160,23 @@ def test_a_single_burst_is_not_held_after_the_window() -> None:
     fleet = _bursts_every_ten_minutes(1)
     fleet.run(600.0, 450.0, 1.0, latency_ms=400.0)
     assert fleet.replicas == 1
+
+
+def _shrinking(window_load: float, burst_load: float, recalled_load: float) -> Option:
+    """The running big fleet's option, sized 2 replicas for these loads (the message is what is tested)."""
+    spec = one_variant()
+    sizing = Sizing(up=2, down=2, settled=2, switch=3, planned_load=4.0, window_load=window_load, horizon_seconds=75.0,
+                    burst_load=burst_load, recalled_load=recalled_load)
+    return Option(variant=spec.variants[0], replicas=2, sizing=sizing,
+                  performance=Performance(capacity=4.0, slope=0.1, startup_seconds=60.0), cost_per_hour=Decimal("20"),
+                  latency_ms=500.0, carries_load=True, within_cost=True, within_memory=True,
+                  memory_per_replica_fits=True, running=True)
+
+
+def test_a_scale_down_names_the_one_burst_figure_that_limits_it() -> None:
+    observation = seen(4.0, replicas=5, latency_ms=500.0)
+    headroom_only = _scale_down(one_variant(), observation, _shrinking(6.0, 7.0, 0.0)).message
+    recalled_too = _scale_down(one_variant(), observation, _shrinking(6.0, 7.0, 7.5)).message
+    assert headroom_only == ("peak 6.0 req/s over the last 300s (with the burst headroom, 7.0 req/s) needs 2: "
+                             "5 -> 2 replicas of big")
+    assert recalled_too.count("(") == 1 and "recurring bursts" in recalled_too and "7.5 req/s" in recalled_too
