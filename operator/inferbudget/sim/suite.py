@@ -119,31 +119,58 @@ BASELINES: dict[str, Baseline] = {
 }
 
 
-def tune_baseline(baseline: Baseline, context: RunContext, log: TuningLog | None = None) -> ReplayResult:
+REFINE_STEPS = 3  # bisection steps between the two grid settings around the cheapest one that meets the target
+
+
+def tune_baseline(
+    baseline: Baseline, context: RunContext, log: TuningLog | None = None, *, attainment: float | None = None
+) -> ReplayResult:
     """The cheapest run of `baseline` meeting the attainment target, over allowed variants and its settings.
 
-    Per variant the settings are searched by bisection (a more generous setting costs more and meets the SLO
-    at least as well), cheapest variants first; a run stops as soon as it can no longer meet the target or can
-    no longer be the cheapest, so most runs end early.
+    `attainment` replaces the budget's target (the bench asks what a baseline costs at inferbudget's attainment).
+    Per variant the grid of settings is searched by bisection (a more generous setting costs more and meets the
+    SLO at least as well), cheapest variants first; then REFINE_STEPS bisection steps between the cheapest
+    setting that meets the target and the next cheaper one, so the grid's coarseness does not charge the
+    baseline for replicas it does not need. A run stops as soon as it can no longer meet the target or can no
+    longer be the cheapest, so most runs end early.
     """
-    budget = context.budget
-    misses_allowed = (1.0 - budget.attainment_target) * context.trace.total_requests
+    target = context.budget.attainment_target if attainment is None else attainment
+    misses_allowed = (1.0 - target) * context.trace.total_requests
     best: ReplayResult | None = None
     fallback: ReplayResult | None = None
-    for model in _distinct(_by_cost_per_capacity(allowed_variants(budget, context.profile), context.trace)):
+
+    def attempt(model: VariantModel, setting: float) -> str:
+        """Run one setting: "meets" the target (kept when the cheapest yet), "misses" it, or "costs" more
+        than the cheapest run that meets it (only cheaper settings can win)."""
+        nonlocal best
+        ceiling = best.cost if best is not None else None
+        result = _run(baseline, model, setting, context, misses_allowed, ceiling, log)
+        if result.meets(target):
+            best = result if best is None or result.cost < best.cost else best
+            return "meets"
+        return "costs" if result.aborted and ceiling is not None and result.cost > ceiling else "misses"
+
+    for model in _distinct(_by_cost_per_capacity(allowed_variants(context.budget, context.profile), context.trace)):
         settings = baseline.settings(model, context)
         low, high = 0, len(settings) - 1
+        meeting: float | None = None  # this variant's cheapest setting that meets the target
         while low <= high:
             middle = (low + high) // 2
-            ceiling = best.cost if best is not None else None
-            result = _run(baseline, model, settings[middle], context, misses_allowed, ceiling, log)
-            if result.meets(budget.attainment_target):
-                best = result if best is None or result.cost < best.cost else best
-                high = middle - 1  # try cheaper settings
-            elif result.aborted and ceiling is not None and result.cost > ceiling:
-                high = middle - 1  # too expensive already: only cheaper settings can win
+            outcome = attempt(model, settings[middle])
+            if outcome == "meets":
+                meeting, high = settings[middle], middle - 1  # try cheaper settings
+            elif outcome == "costs":
+                high = middle - 1
             else:
                 low = middle + 1  # misses the SLO: needs a more generous setting
+        if meeting is not None and settings.index(meeting) > 0:
+            missing = settings[settings.index(meeting) - 1]
+            for _ in range(REFINE_STEPS):
+                between = round((missing + meeting) / 2, 3)
+                if attempt(model, between) == "meets":
+                    meeting = between
+                else:
+                    missing = between
         if best is None and settings:
             generous = _run(baseline, model, settings[-1], context, None, None, log)
             fallback = generous if fallback is None or _better_effort(generous, fallback) else fallback
@@ -213,22 +240,47 @@ def with_series(result: ReplayResult, context: RunContext, baseline: Baseline) -
     return replace(full, settings=result.settings)
 
 
+ORACLE_PLANS = 4  # plans replayed at most, to land the oracle's attainment on the target
+
+
 def run_oracle(context: RunContext) -> ReplayResult:
-    """Plan with knowledge of the future; if the replayed plan misses the target, plan with less slack."""
+    """Plan with knowledge of the future, replay the plan, and plan again with the SLO's slack corrected by
+    what the replay missed: the plan's model of the fleet is not the replay's (pods started ahead of need add
+    capacity; backlog carries over), so a plan allowed 1% of misses can miss 0.9% and pay for the rest. The
+    cheapest replay that meets the target is the oracle's result; when none does, the last."""
     budget = context.budget
-    slack = 1.0 - budget.attainment_target
+    target = budget.attainment_target
+    slack = 1.0 - target
+    met: ReplayResult | None = None
     result: ReplayResult | None = None
-    for _ in range(4):
-        schedule = plan_oracle(context.trace, context.profile, budget, miss_share=slack)
-        first_variant = schedule.variants[int(schedule.variant_index[0])]
-        options = ReplayOptions(
-            max_surge_fraction=1.0, progress=context.progress, initial=context.initial_fleet(first_variant)
-        )
-        result = replay(context.trace, context.profile, budget, OraclePolicy(schedule), options)
-        if result.meets(budget.attainment_target) or slack <= 0:
-            break
-        slack = slack / 2 if slack > 1e-4 else 0.0
+    meeting: float | None = None  # the largest slack whose replay met the target
+    missing: float | None = None  # the smallest slack whose replay missed it
+    for _ in range(ORACLE_PLANS):
+        result = _oracle_replay(context, slack)
+        spent = 1.0 - result.slo_attainment_requests
+        if result.meets(target):
+            met = result if met is None or result.cost < met.cost else met
+            meeting = slack if meeting is None else max(meeting, slack)
+            if spent >= (1.0 - target) * ORACLE_SLACK_USED:
+                break
+            slack = slack * (1.0 - target) / max(spent, 1e-9) if missing is None else (slack + missing) / 2
+        else:
+            missing = slack if missing is None else min(missing, slack)
+            slack = slack / 2 if meeting is None else (slack + meeting) / 2
     assert result is not None
+    return met or result
+
+
+ORACLE_SLACK_USED = 0.95  # a replay missing this share of the allowed misses is close enough to the target
+
+
+def _oracle_replay(context: RunContext, slack: float) -> ReplayResult:
+    schedule = plan_oracle(context.trace, context.profile, context.budget, miss_share=slack)
+    first_variant = schedule.variants[int(schedule.variant_index[0])]
+    options = ReplayOptions(
+        max_surge_fraction=1.0, progress=context.progress, initial=context.initial_fleet(first_variant)
+    )
+    result = replay(context.trace, context.profile, context.budget, OraclePolicy(schedule), options)
     return replace(result, settings={**result.settings, "planned_miss_share": round(slack, 6)})
 
 
