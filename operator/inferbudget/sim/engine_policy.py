@@ -38,6 +38,7 @@ class EnginePolicy:
         self.spec = spec
         self.state = EngineState()
         self.decisions: list[Decision] = []
+        self.observation_window_s = float(spec.latency.window_seconds)  # the operator queries over this window
 
     def decide(self, now: float, obs: FleetObservation) -> FleetTarget:
         decision, self.state = decide(self.spec, observation_from(self.spec, obs), self.state, now)
@@ -46,14 +47,18 @@ class EnginePolicy:
 
 
 def observation_from(spec: InferenceBudgetSpec, obs: FleetObservation) -> Observation:
-    """What the operator would observe: the budget's percentile of its signal, memory unless declared."""
+    """What the operator would observe: the request rate and the budget's percentile of its signal over the
+    budget's latency window (latency.windowSeconds, the range of the operator's PromQL), memory unless declared.
+    (Until 2026-11-28 the replay fed the engine the last 15 s cycle's figures: quicker to show a burst, and
+    noisier, than anything the operator reads.)"""
     available = obs.metrics_available
-    latency = obs.latency_ms(spec.latency.signal).at(spec.latency.percentile) if available else math.nan
+    rate, percentiles = obs.over_window(spec.latency.signal)
+    latency = percentiles.at(spec.latency.percentile) if available else math.nan
     measured_memory = spec.memory is None or spec.memory.signal != "declared"
     memory = obs.memory_per_replica_gib * GIB if available and measured_memory else 0.0
     return Observation(
         sampled_at=obs.time_s if available else None,
-        requests_per_second=obs.request_rate if available else None,
+        requests_per_second=rate if available else None,
         latency_ms=None if math.isnan(latency) else latency,
         memory_per_replica_bytes=int(memory) if memory > 0 else None,
         variant=obs.variant,

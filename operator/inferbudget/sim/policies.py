@@ -71,6 +71,16 @@ class FleetObservation:
     ready_series: FloatArray = field(default_factory=lambda: np.zeros(0))  # Ready replicas
     latency_source: Callable[[str], LatencyPercentiles] = field(default=_no_latency, repr=False, compare=False)
     _latency_cache: dict[str, LatencyPercentiles] = field(default_factory=dict, repr=False, compare=False)
+    window_source: Callable[[str], tuple[float, LatencyPercentiles]] | None = field(
+        default=None, repr=False, compare=False
+    )
+
+    def over_window(self, signal: str) -> tuple[float, LatencyPercentiles]:
+        """Requests/s and latency percentiles over the policy's observation window (`observation_window_s`):
+        what rate() and a histogram quantile over that window report. The last cycle's without one."""
+        if self.window_source is None:
+            return self.request_rate, self.latency_ms(signal)
+        return self.window_source(signal)
 
     def latency_ms(self, signal: str) -> LatencyPercentiles:
         """Percentiles of one signal (e2e, ttft, itl, queue) over the requests that arrived in the cycle."""

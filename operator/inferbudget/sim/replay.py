@@ -14,6 +14,7 @@ window's percentile is within the threshold exactly then).
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -168,6 +169,10 @@ class _Replay:
         self.swaps = 0
         self.used: set[str] = set()
         self.chunk: _Chunk | None = None
+        # The last intervals observed, for policies that read rate and latency over a longer window (the
+        # engine reads them over its budget's latency window, as the operator's PromQL does).
+        window_s = float(getattr(policy, "observation_window_s", 0.0) or 0.0)
+        self.recent: deque[tuple[_Chunk, int, int]] = deque(maxlen=max(1, math.ceil(window_s / interval)))
         self.carried_backlog: dict[str, float] = {}
 
     # -- main loop --
@@ -354,6 +359,8 @@ class _Replay:
         ready_end = {name: int(count[end - 1]) for name, count in chunk.ready.items()}
         running = chunk.running[offset:end]
         waiting = chunk.waiting[offset:end]
+        self.recent.append((chunk, offset, end))
+        recent = tuple(self.recent)
         return FleetObservation(
             time_s=stop * bin_s,
             window_s=window,
@@ -372,16 +379,24 @@ class _Replay:
             requests_per_second_series=arrivals / bin_s,
             concurrency_series=running + waiting,
             ready_series=chunk.ready_total[offset:end],
-            latency_source=lambda signal: self._percentiles(chunk, offset, end, signal),
+            latency_source=lambda signal: self._percentiles(((chunk, offset, end),), signal),
+            window_source=lambda signal: self._over(recent, signal),
         )
 
-    def _percentiles(self, chunk: _Chunk, offset: int, end: int, signal: str) -> LatencyPercentiles:
-        arrivals = self.trace.requests[chunk.start + offset : chunk.start + end]
+    def _over(self, parts: tuple[tuple[_Chunk, int, int], ...], signal: str) -> tuple[float, LatencyPercentiles]:
+        """Requests/s and latency percentiles over several observed intervals together."""
+        requests = sum(float(self.trace.requests[c.start + o : c.start + e].sum()) for c, o, e in parts)
+        seconds = sum(e - o for _, o, e in parts) * self.trace.bin_seconds
+        return requests / seconds, self._percentiles(parts, signal)
+
+    def _percentiles(self, parts: tuple[tuple[_Chunk, int, int], ...], signal: str) -> LatencyPercentiles:
         values = []
         weights = []
-        for name, outcome in chunk.outcomes.items():
-            values.append(outcome.latency(signal)[offset:end].ravel())
-            weights.append(np.outer(arrivals * chunk.shares[name][offset:end], self.sample.weights).ravel())
+        for chunk, offset, end in parts:
+            arrivals = self.trace.requests[chunk.start + offset : chunk.start + end]
+            for name, outcome in chunk.outcomes.items():
+                values.append(outcome.latency(signal)[offset:end].ravel())
+                weights.append(np.outer(arrivals * chunk.shares[name][offset:end], self.sample.weights).ravel())
         value = np.concatenate(values)
         weight = np.concatenate(weights)
         total = weight.sum()

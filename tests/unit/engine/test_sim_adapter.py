@@ -42,6 +42,15 @@ def test_the_observation_is_what_the_operator_would_read() -> None:
     assert (observation.variant, observation.desired_replicas, observation.ready_replicas) == ("fp8-h100", 3, 2)
 
 
+def test_the_engine_reads_rate_and_latency_over_its_budget_latency_window() -> None:
+    spec = engine_spec(BUDGET, load_profile(), TRACE)
+    assert EnginePolicy(spec).observation_window_s == spec.latency.window_seconds == 60
+    windowed = fleet_observation(
+        window_source=lambda signal: (9.0, LatencyPercentiles(300.0, 700.0, 1100.0, 1600.0)))
+    observation = observation_from(spec, windowed)
+    assert (observation.requests_per_second, observation.latency_ms) == (9.0, 1100.0)
+
+
 def test_unavailable_metrics_reach_the_engine_as_missing() -> None:
     spec = engine_spec(BUDGET, load_profile(), TRACE)
     observation = observation_from(spec, fleet_observation(metrics_available=False))

@@ -121,3 +121,25 @@ def test_runs_stop_early_once_they_cannot_win(profile: FleetProfile) -> None:
         trace, profile, BUDGET, Scripted({0: FleetTarget("fp8-h100", 10)}), ReplayOptions(abort_above_cost=1.0)
     )
     assert capped.aborted and capped.cost < 2.0
+
+
+def test_a_policy_with_an_observation_window_reads_rate_and_latency_over_it(profile: FleetProfile) -> None:
+    # As the operator's PromQL does (rate(...[60s]) and a histogram quantile over 60 s), not the last cycle's.
+    policy = Scripted({0: FleetTarget("fp8-h100", 2)})
+    policy.observation_window_s = 60.0  # type: ignore[attr-defined]
+    replay(stepped_trace([(60, 10.0), (30, 20.0), (45, 2.0)]), profile, BUDGET, policy)
+    by_time = {obs.time_s: obs for obs in policy.seen}
+    rate, latency = by_time[90.0].over_window("e2e")
+    assert by_time[90.0].request_rate == pytest.approx(20.0)  # the last cycle alone
+    assert rate == pytest.approx(15.0)  # 30 s at 10 req/s and 30 s at 20 req/s
+    at_20, _ = by_time[120.0].over_window("e2e")
+    assert at_20 == pytest.approx(11.0)  # the 20 req/s half a minute, then 2 req/s
+    lone = by_time[120.0].latency_ms("e2e")  # the last cycle's 2 req/s, served without a queue
+    assert latency.p99 > 0 and by_time[120.0].over_window("e2e")[1].p99 > lone.p99
+
+
+def test_without_an_observation_window_the_window_is_the_last_cycle(profile: FleetProfile) -> None:
+    policy = Scripted({0: FleetTarget("fp8-h100", 2)})
+    replay(stepped_trace([(60, 10.0), (30, 20.0)]), profile, BUDGET, policy)
+    last = policy.seen[-1]
+    assert last.over_window("e2e") == (last.request_rate, last.latency_ms("e2e"))
