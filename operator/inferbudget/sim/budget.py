@@ -32,6 +32,7 @@ class SimBudget:
     latency_percentile: float = 95.0
     latency_threshold_ms: float = 2000.0
     latency_signal: str = "e2e"  # e2e | ttft | itl | queue
+    latency_window_s: int = 60  # latency.windowSeconds: the range the engine reads rate and percentile over
     replicas_min: int = 1
     replicas_max: int = 8
     min_quality: float = 0.0
@@ -74,6 +75,7 @@ class SimBudget:
                 latency_percentile=float(latency.get("percentile", 95)),
                 latency_threshold_ms=float(latency["thresholdMs"]),
                 latency_signal=str(latency.get("signal", "e2e")),
+                latency_window_s=int(latency.get("windowSeconds", 60)),
                 replicas_min=int(replicas.get("min", 1)),
                 replicas_max=int(replicas.get("max", 8)),
                 min_quality=float(policy.get("minQuality", 0.0)),

@@ -83,6 +83,7 @@ def engine_spec(budget: SimBudget, profile: FleetProfile, trace: Trace) -> Infer
             "percentile": budget.latency_percentile,
             "thresholdMs": round(budget.latency_threshold_ms),
             "signal": budget.latency_signal,
+            "windowSeconds": budget.latency_window_s,
         },
         "replicas": {"min": max(budget.replicas_min, 1), "max": budget.replicas_max},
         "variants": [

@@ -45,6 +45,9 @@ def test_the_observation_is_what_the_operator_would_read() -> None:
 def test_the_engine_reads_rate_and_latency_over_its_budget_latency_window() -> None:
     spec = engine_spec(BUDGET, load_profile(), TRACE)
     assert EnginePolicy(spec).observation_window_s == spec.latency.window_seconds == 60
+    shorter = engine_spec(SimBudget.from_spec({"latency": {"thresholdMs": 4000, "windowSeconds": 30}}),
+                          load_profile(), TRACE)
+    assert EnginePolicy(shorter).observation_window_s == shorter.latency.window_seconds == 30
     windowed = fleet_observation(
         window_source=lambda signal: (9.0, LatencyPercentiles(300.0, 700.0, 1100.0, 1600.0)))
     observation = observation_from(spec, windowed)
