@@ -37,7 +37,11 @@ from inferbudget.engine.learning import Performance, hint_factor, performance
 from inferbudget.engine.observation import Observation
 from inferbudget.engine.state import EngineState
 
-SCALE_DOWN_TOLERANCE = 0.05
+# The dead band. Measured on the replays (make bench, the engine reading 60 s windows): at 0.05 each of m-large's
+# replicas carried 12% less than tuned KEDA's; 0.02 costs 3.6% less there, for 0.07 points of attainment and 28%
+# more scale events (Azure and Mooncake unchanged); 0 costs 6.2% less but scales 67% more often: the flapping the
+# band exists to stop.
+SCALE_DOWN_TOLERANCE = 0.02
 SWAP_MARGIN = 0.1
 UNBOUNDED = 1_000_000  # replicas "needed" when capacity is zero: more than any cap
 

@@ -1,6 +1,6 @@
 """Burst headroom (engine.bursts) and the truthful hold messages when the measured latency is over the threshold.
 
-The budget is `builders.one_variant`: big carries 4 req/s per replica (3.8 on the way down), starts in 60 s,
+The budget is `builders.one_variant`: big carries 4 req/s per replica (3.92 on the way down), starts in 60 s,
 p95 <= 1000 ms; cycles are 15 s, so a start-up horizon is 75 s.
 """
 

@@ -40,7 +40,7 @@ def test_scale_down_waits_for_the_stabilization_window() -> None:
     down = [fleet.step(now, 3.0) for now in range(600, 675, 15)]
     assert all((d.action, d.reason) == ("ScaleDown", "LoadFell") for d in down)
     # The plan follows the load's mean over the last minute, so the window lets go of it over that minute.
-    assert [d.replicas for d in down] == [7, 6, 4, 3, 1]
+    assert [d.replicas for d in down] == [7, 5, 4, 3, 1]
 
 
 def test_no_scale_down_before_a_whole_window_has_been_observed() -> None:
