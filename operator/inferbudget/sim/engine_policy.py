@@ -52,8 +52,10 @@ def observation_from(spec: InferenceBudgetSpec, obs: FleetObservation) -> Observ
     (Until 2026-11-28 the replay fed the engine the last 15 s cycle's figures: quicker to show a burst, and
     noisier, than anything the operator reads.)"""
     available = obs.metrics_available
-    rate, percentiles = obs.over_window(spec.latency.signal)
-    latency = percentiles.at(spec.latency.percentile) if available else math.nan
+    rate, latency = obs.request_rate, math.nan
+    if available:
+        rate, percentiles = obs.over_window(spec.latency.signal)
+        latency = percentiles.at(spec.latency.percentile)
     measured_memory = spec.memory is None or spec.memory.signal != "declared"
     memory = obs.memory_per_replica_gib * GIB if available and measured_memory else 0.0
     return Observation(

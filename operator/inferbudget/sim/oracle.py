@@ -3,9 +3,9 @@
 It knows the whole trace. For every control interval and every allowed variant it evaluates candidate replica
 counts with the fleet model and records cost and SLO misses; a Lagrangian relaxation then picks, per interval,
 the option minimising cost + mu * misses, with mu set by bisection so that the trace's misses use up exactly the
-budget (1 - attainment target) of requests (the suite's `run_oracle` plans again with that budget corrected by
-what the replay missed, until the replay spends it). Pods are started one start-up time before they are needed (a pod
-that will be needed within its start-up time is kept), and a variant change rolls out with 100% surge.
+budget (1 - attainment target) of requests; the suite's `run_oracle` plans again with that budget corrected by
+what the replay missed, until the replay spends it. Pods are started one start-up time before they are needed (a
+pod that will be needed within its start-up time is kept), and a variant change rolls out with 100% surge.
 
 It is a lower bound in the sense that matters for the comparison: it spends the SLO's slack where it saves the
 most and never pays for reacting late. It is not a proof of optimality: intervals are evaluated without the

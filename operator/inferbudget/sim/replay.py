@@ -360,7 +360,7 @@ class _Replay:
         running = chunk.running[offset:end]
         waiting = chunk.waiting[offset:end]
         self.recent.append((chunk, offset, end))
-        recent = tuple(self.recent)
+        recent = tuple(self.recent) if len(self.recent) > 1 else None  # None: the window is this cycle
         return FleetObservation(
             time_s=stop * bin_s,
             window_s=window,
@@ -380,7 +380,7 @@ class _Replay:
             concurrency_series=running + waiting,
             ready_series=chunk.ready_total[offset:end],
             latency_source=lambda signal: self._percentiles(((chunk, offset, end),), signal),
-            window_source=lambda signal: self._over(recent, signal),
+            window_source=None if recent is None else lambda signal: self._over(recent, signal),
         )
 
     def _over(self, parts: tuple[tuple[_Chunk, int, int], ...], signal: str) -> tuple[float, LatencyPercentiles]:

@@ -153,18 +153,18 @@ def tune_baseline(
     for model in _distinct(_by_cost_per_capacity(allowed_variants(context.budget, context.profile), context.trace)):
         settings = baseline.settings(model, context)
         low, high = 0, len(settings) - 1
-        meeting: float | None = None  # this variant's cheapest setting that meets the target
+        first_meeting: int | None = None  # index of this variant's cheapest grid setting that meets the target
         while low <= high:
             middle = (low + high) // 2
             outcome = attempt(model, settings[middle])
             if outcome == "meets":
-                meeting, high = settings[middle], middle - 1  # try cheaper settings
+                first_meeting, high = middle, middle - 1  # try cheaper settings
             elif outcome == "costs":
                 high = middle - 1
             else:
                 low = middle + 1  # misses the SLO: needs a more generous setting
-        if meeting is not None and settings.index(meeting) > 0:
-            missing = settings[settings.index(meeting) - 1]
+        if first_meeting is not None and first_meeting > 0:  # the next cheaper grid setting did not: look between
+            missing, meeting = settings[first_meeting - 1], settings[first_meeting]
             for _ in range(REFINE_STEPS):
                 between = round((missing + meeting) / 2, 3)
                 if attempt(model, between) == "meets":
@@ -241,6 +241,7 @@ def with_series(result: ReplayResult, context: RunContext, baseline: Baseline) -
 
 
 ORACLE_PLANS = 4  # plans replayed at most, to land the oracle's attainment on the target
+ORACLE_SLACK_USED = 0.95  # a replay missing this share of the allowed misses is close enough to the target
 
 
 def run_oracle(context: RunContext) -> ReplayResult:
@@ -269,9 +270,6 @@ def run_oracle(context: RunContext) -> ReplayResult:
             slack = slack / 2 if meeting is None else (slack + meeting) / 2
     assert result is not None
     return met or result
-
-
-ORACLE_SLACK_USED = 0.95  # a replay missing this share of the allowed misses is close enough to the target
 
 
 def _oracle_replay(context: RunContext, slack: float) -> ReplayResult:

@@ -4,7 +4,6 @@ attainment (bench/run_bench.py)."""
 from __future__ import annotations
 
 import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -16,7 +15,6 @@ def _run_bench() -> ModuleType:
     spec = importlib.util.spec_from_file_location("run_bench", BENCH_SCRIPT)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules["run_bench"] = module
     spec.loader.exec_module(module)
     return module
 
