@@ -33,7 +33,7 @@ from inferbudget.engine.bursts import (
     remember_peak,
 )
 from inferbudget.engine.decision import Decision, Reason, cost_of, hold
-from inferbudget.engine.forecast import load_now, remember_rate, trend
+from inferbudget.engine.forecast import forecast, load_now, remember_rate, trend
 from inferbudget.engine.learning import learn_capacity, startup_seconds, track_fleet
 from inferbudget.engine.observation import Observation
 from inferbudget.engine.pacing import pace
@@ -251,7 +251,7 @@ def _remember(spec: InferenceBudgetSpec, observation: Observation, state: Engine
         "blind_since": None,
         "observing_since": state.observing_since if state.observing_since is not None else now,
         "rates": rates,
-        "window": remember(state.window, now, load, span),
+        "window": remember(state.window, now, load, forecast(load, trend(rates), horizon), span),
         "bases": remember_bases(state.bases, now, base, horizon),
         "burst_excesses": remember_excess(state.burst_excesses, rise),
         "burst_peaks": remember_peak(state.burst_peaks, now, load, base),

@@ -148,7 +148,7 @@ def size(spec: InferenceBudgetSpec, perf: Performance, loads: Loads) -> Sizing |
         up=replicas_for(max(up_load, floor), perf.capacity),
         down=replicas_for(max(planned, loads.peak, floor, loads.recalled), down_capacity),
         settled=replicas_for(max(planned, floor), down_capacity),
-        switch=replicas_for(max(planned, loads.peak, floor) * (1 + SWAP_MARGIN), down_capacity),
+        switch=replicas_for(max(planned, loads.peak, floor, loads.recalled) * (1 + SWAP_MARGIN), down_capacity),
         planned_load=planned,
         window_load=max(planned, loads.peak),
         horizon_seconds=horizon,

@@ -22,7 +22,7 @@ from inferbudget.engine.learning import Performance
 from inferbudget.engine.pacing import _scale_down
 from inferbudget.engine.planning import Option, Sizing
 
-from .builders import Fleet, one_variant, seen
+from .builders import Fleet, budget, one_variant, seen
 
 
 def test_a_rise_that_breached_the_latency_is_measured_from_the_level_before_it() -> None:
@@ -152,7 +152,7 @@ def _bursts_every_ten_minutes(count: int) -> Fleet:
 def test_recurring_bursts_keep_replicas_through_idle_minutes_longer_than_the_window() -> None:
     fleet = _bursts_every_ten_minutes(3)
     fleet.run(1800.0, 450.0, 1.0, latency_ms=400.0)  # the window forgot the last burst 300 s after it ended
-    assert fleet.replicas == 2  # 16 req/s halved every 300 s for 480 s: 5.3 req/s
+    assert fleet.replicas == 3  # 16 req/s halved every 600 s for 480 s: 9.2 req/s
     assert any("recurring bursts" in change.message for change in fleet.changes)
 
 
@@ -180,3 +180,15 @@ def test_a_scale_down_names_the_one_burst_figure_that_limits_it() -> None:
     assert headroom_only == ("peak 6.0 req/s over the last 300s (with the burst headroom, 7.0 req/s) needs 2: "
                              "5 -> 2 replicas of big")
     assert recalled_too.count("(") == 1 and "recurring bursts" in recalled_too and "7.5 req/s" in recalled_too
+
+
+def test_a_swap_is_no_way_round_the_recalled_peak() -> None:
+    # big carries 4 req/s a replica, small 6, at the same price: between bursts the recalled peak holds 2 replicas
+    # of small, and big, sized without it, would carry the idle load with 1 (swapping back at the next burst).
+    fleet = Fleet(budget(), replicas=1)
+    for cycle in range(40 * 3):
+        fleet.step(cycle * 15.0, 16.0 if cycle % 40 in (36, 37, 38) else 1.0, latency_ms=400.0)
+    fleet.run(1800.0, 900.0, 1.0, latency_ms=400.0)
+    swaps = [d for d in fleet.changes if d.action == "Swap"]
+    assert [(d.variant, d.reason) for d in swaps] == [("small", "CheaperVariant")]  # at the first burst
+    assert fleet.variant == "small"

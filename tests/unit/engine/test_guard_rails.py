@@ -302,3 +302,16 @@ def test_a_rare_breach_leaves_the_capacity_alone() -> None:
     fleet = _breaching_every(30, 40)  # one cycle in thirty, as any percentile has now and then
     assert fleet.state.learned["big"].requests_per_second_per_replica == 4.0
     assert fleet.replicas == 3
+
+
+def test_a_scale_up_the_forecast_asked_for_is_held_for_the_scale_down_window() -> None:
+    # A ramp whose forecast crosses one replica's 4 req/s, to a plateau one replica carries: the trend that asked
+    # for the second replica fades at the plateau, and the window, not the fading trend, decides when it goes.
+    fleet = Fleet(one_variant(), replicas=1)
+    for cycle in range(80):
+        fleet.step(cycle * 15.0, min(2.0 + 0.05 * cycle, 3.8))
+    up = next(d for d in fleet.changes)
+    assert (up.action, up.replicas, up.reason) == ("ScaleUp", 2, "CapacityForecast")
+    up_at = 15.0 * fleet.decisions.index(up)
+    later = [15.0 * i - up_at for i, d in enumerate(fleet.decisions) if d.changes_workload and d is not up]
+    assert later and all(seconds >= 300.0 for seconds in later)
