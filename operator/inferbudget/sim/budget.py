@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from importlib import resources
 from pathlib import Path
@@ -19,6 +20,21 @@ DEFAULT_BUDGET = "llama-3.1-8b-chat.yaml"
 
 class BudgetError(ValueError):
     """A budget the simulator cannot use; the message names the field."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeclaredVariant:
+    """What the budget declares about one of its variants; None where it declares nothing.
+
+    The replay bills the declared price and counts the declared quality, as the operator does (a negotiated price,
+    a team's own evaluation); the engine starts from the declared capacity hint and start-up time, as it does in
+    a cluster, and learns what the simulated fleet really shows. The profile supplies whatever is not declared.
+    """
+
+    quality: float | None = None
+    price_per_hour: float | None = None
+    capacity_rps: float | None = None
+    startup_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +54,9 @@ class SimBudget:
     min_quality: float = 0.0
     max_cost_per_hour: float | None = None
     max_memory_per_replica_gib: float | None = None
+    max_memory_total_gib: float | None = None
     variants: tuple[str, ...] = ()  # allowed variant names, best quality first; empty = every profile variant
+    declared: Mapping[str, DeclaredVariant] = field(default_factory=dict)  # by variant name
     objective: str = "MinimizeCost"
     attainment_target: float = 0.99
     extra: Mapping[str, Any] = field(default_factory=dict)  # the spec's other fields, for the engine adapter
@@ -52,6 +70,15 @@ class SimBudget:
             raise BudgetError(f"latency.signal {self.latency_signal!r} is not one of e2e, ttft, itl, queue")
         if self.replicas_min < 0 or self.replicas_max < max(self.replicas_min, 1):
             raise BudgetError("replicas: need 0 <= min <= max and max >= 1")
+
+    def replica_cap(self, model: VariantModel) -> int:
+        """Most replicas of the variant within replicas.max, the cost ceiling and memory.maxTotal."""
+        cap = self.replicas_max
+        if self.max_cost_per_hour is not None and model.price_per_hour > 0:
+            cap = min(cap, math.floor(self.max_cost_per_hour / model.price_per_hour + 1e-9))
+        if self.max_memory_total_gib is not None and model.memory_gib > 0:
+            cap = min(cap, math.floor(self.max_memory_total_gib / model.memory_gib + 1e-9))
+        return max(cap, 0)
 
     @property
     def threshold_s(self) -> float:
@@ -80,8 +107,11 @@ class SimBudget:
                 replicas_max=int(replicas.get("max", 8)),
                 min_quality=float(policy.get("minQuality", 0.0)),
                 max_cost_per_hour=_money(cost.get("maxPerHour")),
-                max_memory_per_replica_gib=_gib(memory.get("maxPerReplica")),
+                max_memory_per_replica_gib=_gib(memory.get("maxPerReplica"), "memory.maxPerReplica"),
+                max_memory_total_gib=_gib(memory.get("maxTotal"), "memory.maxTotal"),
                 variants=tuple(str(_as_mapping(item)["name"]) for item in data.get("variants", [])),
+                declared={str(_as_mapping(item)["name"]): _declared(_as_mapping(item))
+                          for item in data.get("variants", [])},
                 objective=str(policy.get("objective", "MinimizeCost")),
                 attainment_target=attainment_target,
                 extra={key: value for key, value in data.items() if key not in _READ_FIELDS},
@@ -133,16 +163,16 @@ def _section(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     return _as_mapping(value)
 
 
-def _money(value: Any) -> float | None:
+def _money(value: Any, field_name: str = "cost.maxPerHour") -> float | None:
     if value is None:
         return None
     try:
         return float(Decimal(str(value)))
     except InvalidOperation:
-        raise BudgetError(f"cost.maxPerHour {value!r} is not a number") from None
+        raise BudgetError(f"{field_name} {value!r} is not a number") from None
 
 
-def _gib(value: Any) -> float | None:
+def _gib(value: Any, field_name: str) -> float | None:
     """A Kubernetes quantity (24Gi, 25769803776, 30G) in GiB, by the API server's grammar."""
     if value is None:
         return None
@@ -151,7 +181,33 @@ def _gib(value: Any) -> float | None:
     try:
         return parse_bytes(value if isinstance(value, int) else str(value)) / 2**30
     except QuantityError:
-        raise BudgetError(f"memory.maxPerReplica {value!r} is not a quantity such as 24Gi") from None
+        raise BudgetError(f"{field_name} {value!r} is not a quantity such as 24Gi") from None
+
+
+def _declared(variant: Mapping[str, Any]) -> DeclaredVariant:
+    hint = _as_mapping(variant.get("capacityHint") or {})
+    price, quality, rate, startup = (variant.get("costPerReplicaHour"), variant.get("quality"),
+                                     hint.get("requestsPerSecond"), variant.get("startupSeconds"))
+    return DeclaredVariant(
+        quality=float(quality) if quality is not None else None,
+        price_per_hour=_money(price, f"variants[{variant['name']}].costPerReplicaHour"),
+        capacity_rps=float(rate) if rate is not None else None,
+        startup_s=float(startup) if startup is not None else None,
+    )
+
+
+def with_declared_figures(profile: FleetProfile, budget: SimBudget) -> FleetProfile:
+    """The profile with the budget's declared prices and qualities in place of its own (see DeclaredVariant)."""
+    return replace(profile, variants={name: as_declared(model, budget) for name, model in profile.variants.items()})
+
+
+def as_declared(model: VariantModel, budget: SimBudget) -> VariantModel:
+    """The variant with the price and quality the budget declares for it, where it does."""
+    declared = budget.declared.get(model.name, DeclaredVariant())
+    return replace(
+        model,
+        quality=declared.quality if declared.quality is not None else model.quality,
+        price_per_hour=declared.price_per_hour if declared.price_per_hour is not None else model.price_per_hour)
 
 
 def allowed_variants(budget: SimBudget, profile: FleetProfile) -> list[VariantModel]:

@@ -16,7 +16,7 @@ import numpy as np
 from inferbudget.api.spec import InferenceBudgetSpec, Variant
 from inferbudget.engine import Decision, EngineState, Observation, decide
 from inferbudget.engine.learning import capacity_hint
-from inferbudget.sim.budget import SimBudget, allowed_variants
+from inferbudget.sim.budget import DeclaredVariant, SimBudget, allowed_variants, as_declared
 from inferbudget.sim.fleet import FleetProfile, GroupLoad, LengthSample, VariantModel, evaluate_group, length_sample
 from inferbudget.sim.policies import FleetObservation, FleetTarget
 from inferbudget.sim.replay import ReplayOptions, ReplayResult, replay
@@ -75,8 +75,9 @@ def engine_spec(budget: SimBudget, profile: FleetProfile, trace: Trace) -> Infer
     """The InferenceBudget spec the engine decides with, rebuilt from the simulator's budget.
 
     The budget's variants are the profile's, with the figures a user declares: quality, price, memory,
-    start-up time, and a capacity hint from a benchmark (`benchmark_capacity`). The engine then learns the
-    capacity the fleet really shows under the trace's load.
+    start-up time and a capacity hint, as the budget declares them (sim.budget.DeclaredVariant), else the
+    profile's, and for an undeclared capacity hint what a benchmark of one replica would report
+    (`benchmark_capacity`). The engine then learns the capacity the fleet really shows under the trace's load.
     """
     spec: dict[str, Any] = {
         **budget.extra,
@@ -89,24 +90,30 @@ def engine_spec(budget: SimBudget, profile: FleetProfile, trace: Trace) -> Infer
         },
         "replicas": {"min": max(budget.replicas_min, 1), "max": budget.replicas_max},
         "variants": [
-            _variant(model, benchmark_capacity(model, trace, budget)) for model in allowed_variants(budget, profile)
+            _variant(model, budget.declared.get(model.name, DeclaredVariant()), trace, budget)
+            for model in allowed_variants(budget, profile)
         ],
     }
     if budget.max_cost_per_hour is not None:
         spec["cost"] = {"maxPerHour": f"{budget.max_cost_per_hour:.2f}"}
-    if budget.max_memory_per_replica_gib is not None:
-        spec["memory"] = {"maxPerReplica": f"{budget.max_memory_per_replica_gib:.3f}Gi"}
+    memory = {"maxPerReplica": budget.max_memory_per_replica_gib, "maxTotal": budget.max_memory_total_gib}
+    if any(gib is not None for gib in memory.values()):
+        spec["memory"] = {key: f"{gib:.3f}Gi" for key, gib in memory.items() if gib is not None}
     return InferenceBudgetSpec.model_validate(spec)
 
 
-def _variant(model: VariantModel, capacity_rps: float) -> dict[str, Any]:
+def _variant(model: VariantModel, declared: DeclaredVariant, trace: Trace, budget: SimBudget) -> dict[str, Any]:
+    """The variant as the engine is told of it."""
+    model = as_declared(model, budget)
+    capacity = declared.capacity_rps if declared.capacity_rps is not None else benchmark_capacity(model, trace, budget)
+    startup = declared.startup_s if declared.startup_s is not None else model.startup_s
     return {
         "name": model.name,
         "quality": model.quality,
         "costPerReplicaHour": f"{model.price_per_hour:.2f}",
         "memory": f"{model.memory_gib:.3f}Gi",
-        "capacityHint": {"requestsPerSecond": round(capacity_rps, 3)},
-        "startupSeconds": round(model.startup_s),
+        "capacityHint": {"requestsPerSecond": round(capacity, 3)},
+        "startupSeconds": round(startup),
     }
 
 

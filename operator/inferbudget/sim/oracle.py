@@ -137,7 +137,7 @@ def _candidates(model: VariantModel, loads: _Loads, budget: SimBudget, bin_s: fl
     high = np.maximum(np.ceil(need.max(axis=1) * 1.5) + 2, low + CANDIDATES - 1)
     steps = np.linspace(0.0, 1.0, CANDIDATES)
     grid = np.rint(low[:, None] + (high - low)[:, None] * steps[None, :]).astype(np.int64)
-    clipped: npt.NDArray[np.int64] = np.clip(grid, max(budget.replicas_min, 0), budget.replicas_max)
+    clipped: npt.NDArray[np.int64] = np.clip(grid, max(budget.replicas_min, 0), budget.replica_cap(model))
     return clipped
 
 

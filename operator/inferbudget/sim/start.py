@@ -32,7 +32,7 @@ def warm_replicas(
     """Replicas of `variant` a running service has for the load of the trace's first `window_s` seconds."""
     model = profile.variant(variant)
     bins = max(1, min(trace.n_bins, round(window_s / trace.bin_seconds)))
-    counts = np.arange(max(budget.replicas_min, 1), budget.replicas_max + 1, dtype=np.float64)
+    counts = np.arange(max(budget.replicas_min, 1), max(budget.replica_cap(model), 1) + 1, dtype=np.float64)
     arrivals = trace.requests[:bins]
     mean_in, mean_out = trace.bin_mean_lengths()
     sample = length_sample(trace, budget.latency_signal)

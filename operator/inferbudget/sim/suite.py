@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from inferbudget.sim.budget import SimBudget, allowed_variants
+from inferbudget.sim.budget import SimBudget, allowed_variants, with_declared_figures
 from inferbudget.sim.fleet import FleetProfile, VariantModel
 from inferbudget.sim.oracle import OraclePolicy, plan_oracle
 from inferbudget.sim.policies import (
@@ -45,6 +45,8 @@ class RunContext:
     def __post_init__(self) -> None:
         if self.start not in START_MODES:
             raise ValueError(f"start {self.start!r} is not one of {', '.join(START_MODES)}")
+        # Every policy is billed the budget's prices and credited its qualities, whoever built the context.
+        object.__setattr__(self, "profile", with_declared_figures(self.profile, self.budget))
 
     def initial_fleet(self, variant: str) -> FleetTarget | None:
         """The fleet Ready at t=0 for a policy running `variant`; None: the policy's first decision (cold)."""
@@ -79,21 +81,21 @@ class TuningLog:
 def _hpa(model: VariantModel, target: float, budget: SimBudget) -> Policy:
     settings = HpaSettings(target_per_replica=target)
     return HorizontalPodAutoscaler(
-        model.name, settings, replicas_min=budget.replicas_min, replicas_max=budget.replicas_max
+        model.name, settings, replicas_min=budget.replicas_min, replicas_max=budget.replica_cap(model)
     )
 
 
 def _keda(model: VariantModel, target: float, budget: SimBudget) -> Policy:
     settings = KedaSettings(threshold_rps_per_replica=target)
     return KedaPrometheusScaler(
-        model.name, settings, replicas_min=budget.replicas_min, replicas_max=budget.replicas_max
+        model.name, settings, replicas_min=budget.replicas_min, replicas_max=budget.replica_cap(model)
     )
 
 
 def _kpa(model: VariantModel, target: float, budget: SimBudget) -> Policy:
     settings = KpaSettings(target_concurrency=target)
     return KnativePodAutoscaler(
-        model.name, settings, replicas_min=budget.replicas_min, replicas_max=budget.replicas_max
+        model.name, settings, replicas_min=budget.replicas_min, replicas_max=budget.replica_cap(model)
     )
 
 

@@ -8,8 +8,19 @@ from pathlib import Path
 import pytest
 import yaml
 
-from inferbudget.sim.budget import BudgetError, SimBudget, allowed_variants, default_budget_path, load_budget
+from inferbudget.sim.budget import (
+    BudgetError,
+    SimBudget,
+    allowed_variants,
+    as_declared,
+    default_budget_path,
+    load_budget,
+)
+from inferbudget.sim.engine_policy import benchmark_capacity, engine_spec, run_engine
 from inferbudget.sim.fleet import FleetProfile
+from inferbudget.sim.suite import BASELINES, RunContext
+
+from .conftest import stepped_trace
 
 SPEC = {
     "latency": {"percentile": 99, "thresholdMs": 800, "signal": "ttft"},
@@ -56,3 +67,53 @@ def test_bad_budgets_say_which_field(tmp_path: Path) -> None:
     path.write_text("- not a mapping\n")
     with pytest.raises(BudgetError, match=str(path)):
         load_budget(path)
+
+
+DECLARING = {
+    "latency": {"percentile": 95, "thresholdMs": 4000},
+    "replicas": {"min": 1, "max": 12},
+    "memory": {"maxTotal": "80Gi"},
+    "cost": {"maxPerHour": "30.00"},
+    "variants": [
+        {"name": "fp8-h100", "quality": 0.99, "costPerReplicaHour": "6.48", "capacityHint": {"requestsPerSecond": 2.5},
+         "startupSeconds": 240},
+        {"name": "bf16-h100"},
+    ],
+}
+
+
+def test_a_budget_s_declared_figures_are_what_the_engine_is_told_and_what_the_replay_bills(
+        profile: FleetProfile) -> None:
+    budget = SimBudget.from_spec(DECLARING)
+    trace = stepped_trace([(600, 5.0)])
+    spec = {variant.name: variant for variant in engine_spec(budget, profile, trace).variants}
+    fp8, bf16 = spec["fp8-h100"], spec["bf16-h100"]
+    assert (fp8.quality, str(fp8.cost_per_replica_hour), fp8.capacity_hint.requests_per_second, fp8.startup_seconds) \
+        == (0.99, "6.48", 2.5, 240)
+    profile_bf16 = profile.variant("bf16-h100")  # declares nothing: the profile's figures and a benchmark
+    assert (bf16.quality, float(bf16.cost_per_replica_hour), bf16.startup_seconds) == (
+        profile_bf16.quality, profile_bf16.price_per_hour, round(profile_bf16.startup_s))
+    assert bf16.capacity_hint.requests_per_second == round(benchmark_capacity(profile_bf16, trace, budget), 3)
+    billed = RunContext(trace, profile, budget).profile
+    assert (billed.variant("fp8-h100").price_per_hour, billed.variant("fp8-h100").quality) == (6.48, 0.99)
+    assert billed.variant("bf16-h100") == profile_bf16
+
+
+def test_a_declared_price_is_what_the_replay_bills(profile: FleetProfile) -> None:
+    trace = stepped_trace([(600, 5.0), (600, 20.0)])
+    def cost(price: str) -> float:
+        spec = {"latency": {"percentile": 95, "thresholdMs": 4000}, "replicas": {"min": 1, "max": 12},
+                "variants": [{"name": "fp8-h100", "costPerReplicaHour": price}]}
+        return run_engine(RunContext(trace, profile, SimBudget.from_spec(spec))).cost
+    assert cost("6.48") == pytest.approx(2 * cost("3.24"))
+
+
+def test_the_cost_ceiling_and_total_memory_cap_every_policy_s_replicas(profile: FleetProfile) -> None:
+    budget = SimBudget.from_spec(DECLARING)
+    fp8, bf16 = profile.variant("fp8-h100"), profile.variant("bf16-h100")
+    assert budget.replica_cap(as_declared(fp8, budget)) == 2  # 30.00/h at the declared 6.48/h (80Gi allows 2 too)
+    assert budget.replica_cap(bf16) == min(int(80 // bf16.memory_gib), int(30 // bf16.price_per_hour))
+    assert SimBudget.from_spec({**DECLARING, "cost": {}, "memory": {}}).replica_cap(bf16) == 12
+    for baseline in BASELINES.values():
+        assert baseline.build(bf16, 1.0, budget).replicas_max == budget.replica_cap(bf16)  # type: ignore[attr-defined]
+    assert engine_spec(budget, profile, stepped_trace([(60, 1.0)])).memory.max_total_bytes == 80 * 2**30
