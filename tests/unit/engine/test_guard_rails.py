@@ -7,6 +7,7 @@ big replicas or 4 small ones; scale-down and swaps count 5% less capacity (the d
 from typing import get_args
 
 from inferbudget.engine import REASONS, EngineState, FailedRollout, Reason, decide
+from inferbudget.engine.learning import startup_seconds
 
 from .builders import Fleet, budget, one_variant, seen
 
@@ -315,3 +316,20 @@ def test_a_scale_up_the_forecast_asked_for_is_held_for_the_scale_down_window() -
     up_at = 15.0 * fleet.decisions.index(up)
     later = [15.0 * i - up_at for i, d in enumerate(fleet.decisions) if d.changes_workload and d is not up]
     assert later and all(seconds >= 300.0 for seconds in later)
+
+
+
+def test_an_undeclared_start_up_time_is_learned_from_replicas_becoming_ready() -> None:
+    big = {key: value for key, value in budget().to_wire()["variants"][0].items() if key != "startupSeconds"}
+    spec = one_variant(variants=[big])
+    state = EngineState()
+    for now in range(0, 195, 15):  # 3 replicas asked for at t=0, all Ready at t=180
+        _, state = decide(spec, seen(2.0, replicas=3, ready=3 if now >= 180 else 1, at=now), state, float(now))
+    assert startup_seconds(spec, state, "big") == 180.0  # nothing declared: learned, not the 60 s default
+    for now in range(600, 705, 15):  # another start, of 90 s, moves it half way
+        _, state = decide(spec, seen(2.0, replicas=3, ready=3 if now >= 690 else 2, at=now), state, float(now))
+    assert startup_seconds(spec, state, "big") == 135.0
+    for step in range(7):  # the forecast looks ahead over the learned start-up plus a cycle
+        now = 2000.0 + 15 * step
+        rising, state = decide(spec, seen(2.0 + step, replicas=1, at=now), state, now)
+    assert rising.reason == "CapacityForecast" and "within 150s" in rising.message
