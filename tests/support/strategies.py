@@ -698,6 +698,7 @@ cycles = st.builds(  # a plausible fleet: the engine's property tests
     rps=st.one_of(st.none(), st.floats(0, 80, allow_nan=False)),
     latency_ms=st.one_of(st.none(), st.floats(50, 5000, allow_nan=False)),
     rollout=st.sampled_from((False, False, False, True)),
+    sample_age=st.sampled_from((0.0,) * 6 + (200.0, 4000.0)),  # stale beyond staleAfterSeconds (default 180 s)
 )
 EXTREMES = st.sampled_from((0.0, 5e-324, 1e-300, 1e300, sys.float_info.max))
 extreme_cycles = st.builds(  # any figures a broken exporter or a huge fleet could give, NaN and inf aside

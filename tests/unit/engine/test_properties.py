@@ -6,6 +6,7 @@ respected, nothing but a hold (or the fallback) while blind, no flapping under s
 never meaning fewer replicas of the same variant.
 """
 
+import itertools
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
@@ -75,6 +76,11 @@ def replay(spec: InferenceBudgetSpec, history: list[Cycle]) -> list[tuple[Observ
     return steps
 
 
+def _times(history: list[Cycle]) -> list[float]:
+    """The time of each cycle of the history, as replay() steps it."""
+    return list(itertools.accumulate(cycle.seconds for cycle in history))
+
+
 def cost_of(spec: InferenceBudgetSpec, decision: Decision) -> Decimal:
     variant = spec.variant(decision.variant or "")
     assert variant is not None
@@ -114,8 +120,10 @@ def test_no_variant_below_the_quality_floor_is_chosen(spec: InferenceBudgetSpec,
 @SETTINGS
 @given(budgets(), st.lists(cycles, min_size=1, max_size=40))
 def test_blind_decisions_only_hold_or_fall_back(spec: InferenceBudgetSpec, history: list[Cycle]) -> None:
-    for observation, decision in replay(spec, history):
-        if observation.metrics_available:
+    stale_after = spec.policy.when_metrics_missing.stale_after_seconds
+    for (observation, decision), now in zip(replay(spec, history), _times(history), strict=True):
+        sampled_at = observation.sampled_at
+        if observation.metrics_available and sampled_at is not None and now - sampled_at <= stale_after:
             continue
         assert decision.action in ("Hold", "ScaleUp")
         assert decision.variant == observation.variant
