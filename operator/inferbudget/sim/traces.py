@@ -12,6 +12,8 @@ Formats, detected from the content rather than the file name:
 - ServeGen per-client arrival windows: a directory of ``chunk-<client>-trace.csv`` files, or one such file
   (no header: ``timestamp_s, rate, cv, pattern, shape, scale``). These hold arrival-process parameters per 600 s
   window, not requests, so arrivals are synthesised per bin (see `_synthesise_servegen_bins`).
+
+Files are UTF-8 (a byte-order mark is fine). Anything unreadable is a `TraceError` naming the file and line.
 """
 
 from __future__ import annotations
@@ -47,6 +49,13 @@ PLAIN_HEADER = ("timestamp_s", "input_tokens", "output_tokens")
 SERVEGEN_PATTERNS = ("Gamma", "Weibull", "")
 # Shapes below this make Gamma(1 + 1/k) overflow; such processes are all-burst anyway.
 MIN_SHAPE = 0.01
+# ServeGen windows are 600 s; starts closer than a second are a corrupt file and would make millions of windows.
+MIN_SERVEGEN_WINDOW_S = 1.0
+
+DAY_S = 86_400.0
+# The longest public traces cover weeks (ServeGen: 14 days), so 400 days leaves room for a year of load. A longer
+# span is a corrupt timestamp or a wrong unit (ms read as s), and would allocate a bin per second of it.
+MAX_SPAN_S = 400 * DAY_S
 
 
 class TraceError(ValueError):
@@ -132,9 +141,9 @@ def load_trace(path: str | Path, *, time_scale: float = 1.0, seed: int = 0, bin_
         return _load_servegen_dir(source, time_scale, seed, bin_seconds)
     kind = _detect_format(source)
     if kind == "servegen":
-        return _load_servegen_files([source], source.stem, time_scale, seed, bin_seconds)
-    timestamps, inputs, outputs = _read_requests(source, kind)
-    return _bin_requests(source.stem, timestamps * time_scale, inputs, outputs, bin_seconds, seed)
+        return _load_servegen_files(source, [source], time_scale, seed, bin_seconds)
+    timestamps, inputs, outputs = _read_requests(source, kind, time_scale)
+    return _bin_requests(source.stem, timestamps, inputs, outputs, bin_seconds, seed)
 
 
 # --- format detection ------------------------------------------------------------------------------------
@@ -164,11 +173,33 @@ def _detect_format(path: Path) -> str:
 
 
 def _first_nonblank_line(path: Path) -> str | None:
-    with path.open(encoding="utf-8", errors="replace") as handle:
-        for line in handle:
-            if line.strip():
-                return line
+    for line in _text_lines(path):
+        if line.strip():
+            return line
     return None
+
+
+def _text_lines(path: Path) -> Iterator[str]:
+    """The file's lines as read by every format: UTF-8, a leading byte-order mark dropped."""
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        try:
+            yield from handle
+        except UnicodeDecodeError:
+            raise _not_utf8(path) from None
+
+
+def _not_utf8(path: Path) -> TraceError:
+    """The error for a file that is not UTF-8, naming the first line holding a byte that does not decode."""
+    # The decoder reads ahead, so its error does not say which line failed. Read again with each bad byte kept as a
+    # lone surrogate (valid UTF-8 never decodes to one), which strict encoding then refuses.
+    with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
+        for number, line in enumerate(handle, start=1):
+            try:
+                line.encode("utf-8")
+            except UnicodeEncodeError as error:
+                byte = ord(line[error.start]) - 0xDC00
+                return TraceError(path, f"byte 0x{byte:02x} is not UTF-8: save the trace as UTF-8 text", number)
+    return TraceError(path, "not UTF-8: save the trace as UTF-8 text")
 
 
 def _is_number(text: str) -> bool:
@@ -182,55 +213,98 @@ def _is_number(text: str) -> bool:
 # --- request-level formats -------------------------------------------------------------------------------
 
 
-def _read_requests(path: Path, kind: str) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Timestamps (seconds from the first request), input and output lengths of every request."""
+def _read_requests(path: Path, kind: str, time_scale: float) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Timestamps (scaled seconds from the first request), input and output lengths of every request."""
     rows = _mooncake_rows(path) if kind == "mooncake" else _csv_rows(path, kind)
+    extent = _Extent()
     timestamps: list[float] = []
     inputs: list[float] = []
     outputs: list[float] = []
-    for timestamp, prompt, generated in rows:
+    for line, timestamp, prompt, generated in rows:
+        extent.add(timestamp, path, line)
         timestamps.append(timestamp)
         inputs.append(prompt)
         outputs.append(generated)
     if not timestamps:
         raise TraceError(path, "the trace holds no requests")
+    extent.check(time_scale)
     times = np.asarray(timestamps, dtype=np.float64)
     # Traces are nominally sorted; sorting keeps binning correct if a few lines are out of order.
     order = np.argsort(times, kind="stable")
-    times = times[order] - times.min()
+    times = (times[order] - times.min()) * time_scale
     return times, np.asarray(inputs, np.float64)[order], np.asarray(outputs, np.float64)[order]
 
 
-def _csv_rows(path: Path, kind: str) -> Iterator[tuple[float, float, float]]:
-    with path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.reader(handle)
-        next(reader)  # the header, already checked by _detect_format
-        for row in reader:
-            if not row or all(not cell.strip() for cell in row):
-                continue
-            line = reader.line_num
-            if len(row) != 3:
-                raise TraceError(path, f"expected 3 fields, found {len(row)}", line)
-            stamp = _azure_timestamp(path, row[0], line) if kind == "azure" else _number(path, row[0], line)
-            yield stamp, _count(path, row[1], line), _count(path, row[2], line)
+class _Extent:
+    """The earliest and latest timestamps read so far and where they were read, to bound the trace's span."""
 
+    def __init__(self) -> None:
+        self.earliest = (math.inf, Path(), 0)
+        self.latest = (-math.inf, Path(), 0)
 
-def _mooncake_rows(path: Path) -> Iterator[tuple[float, float, float]]:
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise TraceError(path, f"invalid JSON: {error.msg}", number) from None
-            if not isinstance(record, dict):
-                raise TraceError(path, "expected a JSON object", number)
-            yield (
-                _json_number(path, record, "timestamp", number) / 1000.0,  # Mooncake timestamps are ms
-                _json_count(path, record, "input_length", number),
-                _json_count(path, record, "output_length", number),
+    def add(self, seconds: float, path: Path, line: int) -> None:
+        if seconds < self.earliest[0]:
+            self.earliest = (seconds, path, line)
+        if seconds > self.latest[0]:
+            self.latest = (seconds, path, line)
+
+    def check(self, time_scale: float) -> None:
+        span = (self.latest[0] - self.earliest[0]) * time_scale
+        if span > MAX_SPAN_S:
+            _, path, line = self.latest
+            _, first_path, first_line = self.earliest
+            raise TraceError(
+                path,
+                f"this timestamp is {span / DAY_S:,.0f} days after the earliest ({first_path}:{first_line}), "
+                f"time scale included; a trace may span at most {MAX_SPAN_S / DAY_S:.0f} days: "
+                "check the timestamps and their unit",
+                line,
             )
+
+
+def _csv_lines(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """The non-blank rows of a CSV file and their line numbers."""
+    reader = csv.reader(_text_lines(path))
+    try:
+        for row in reader:
+            if any(cell.strip() for cell in row):
+                yield reader.line_num, row
+    except csv.Error as error:
+        raise TraceError(path, f"malformed CSV: {error}", reader.line_num) from None
+
+
+def _csv_rows(path: Path, kind: str) -> Iterator[tuple[int, float, float, float]]:
+    rows = _csv_lines(path)
+    next(rows)  # the header, already checked by _detect_format
+    for line, row in rows:
+        if len(row) != 3:
+            raise TraceError(path, f"expected 3 fields, found {len(row)}", line)
+        if kind == "azure":
+            stamp = _azure_timestamp(path, row[0], line)  # wall clock: any date, the span check catches nonsense
+        else:
+            stamp = _non_negative(path, row[0], line, "timestamp")
+        prompt, generated = (_non_negative(path, row[i], line, "token count") for i in (1, 2))
+        yield line, stamp, prompt, generated
+
+
+def _mooncake_rows(path: Path) -> Iterator[tuple[int, float, float, float]]:
+    for number, line in enumerate(_text_lines(path), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise TraceError(path, f"invalid JSON: {error.msg}", number) from None
+        except ValueError:  # Python refuses integers of more than 4300 digits
+            raise TraceError(path, "invalid JSON: a number too long to read", number) from None
+        if not isinstance(record, dict):
+            raise TraceError(path, "expected a JSON object", number)
+        yield (
+            number,
+            _json_non_negative(path, record, "timestamp", number) / 1000.0,  # Mooncake timestamps are ms
+            _json_non_negative(path, record, "input_length", number),
+            _json_non_negative(path, record, "output_length", number),
+        )
 
 
 def _azure_timestamp(path: Path, text: str, line: int) -> float:
@@ -255,10 +329,10 @@ def _number(path: Path, text: str, line: int) -> float:
     return value
 
 
-def _count(path: Path, text: str, line: int) -> float:
+def _non_negative(path: Path, text: str, line: int, what: str) -> float:
     value = _number(path, text, line)
     if value < 0:
-        raise TraceError(path, f"token count must not be negative: {text!r}", line)
+        raise TraceError(path, f"{what} must not be negative: {text!r}", line)
     return value
 
 
@@ -266,10 +340,16 @@ def _json_number(path: Path, record: dict[str, Any], key: str, line: int) -> flo
     value = record.get(key)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TraceError(path, f"field {key!r} missing or not a number", line)
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond float range
+        number = math.inf
+    if not math.isfinite(number):  # Python's JSON reads NaN, Infinity and 1e400
+        raise TraceError(path, f"field {key!r} must be a finite number", line)
+    return number
 
 
-def _json_count(path: Path, record: dict[str, Any], key: str, line: int) -> float:
+def _json_non_negative(path: Path, record: dict[str, Any], key: str, line: int) -> float:
     value = _json_number(path, record, key, line)
     if value < 0:
         raise TraceError(path, f"field {key!r} must not be negative", line)
@@ -320,16 +400,22 @@ def _load_servegen_dir(directory: Path, time_scale: float, seed: int, bin_second
         files = sorted(directory.rglob("chunk-*-trace.csv"))
     if not files:
         raise TraceError(directory, "no ServeGen chunk-<client>-trace.csv files in this directory")
-    return _load_servegen_files(files, directory.name, time_scale, seed, bin_seconds)
+    return _load_servegen_files(directory, files, time_scale, seed, bin_seconds)
 
 
-def _load_servegen_files(files: Iterable[Path], name: str, time_scale: float, seed: int, bin_seconds: float) -> Trace:
-    windows = _concat_windows([_read_servegen_file(path) for path in files])
-    counts = _synthesise_servegen_bins(windows, time_scale, bin_seconds, np.random.default_rng(seed))
+def _load_servegen_files(
+    source: Path, files: Iterable[Path], time_scale: float, seed: int, bin_seconds: float
+) -> Trace:
+    """The trace of ServeGen `files`, read from `source` (their directory, or the one file)."""
+    extent = _Extent()
+    windows = _concat_windows([_read_servegen_file(path, extent) for path in files])
+    extent.check(time_scale)
+    window = _window_length(source, windows.start_s)
+    counts = _synthesise_servegen_bins(windows, window, time_scale, bin_seconds, np.random.default_rng(seed))
     inputs, outputs = _servegen_token_sums(counts, np.random.default_rng(seed + 1))
     sample_input, sample_output = _servegen_length_sample(np.random.default_rng(seed + 2))
     return Trace(
-        name=name,
+        name=source.name if source.is_dir() else source.stem,
         bin_seconds=bin_seconds,
         start_s=0.0,
         requests=counts,
@@ -340,33 +426,27 @@ def _load_servegen_files(files: Iterable[Path], name: str, time_scale: float, se
     )
 
 
-def _read_servegen_file(path: Path) -> _Windows:
+def _read_servegen_file(path: Path, extent: _Extent) -> _Windows:
     starts: list[float] = []
     rates: list[float] = []
     weibull: list[bool] = []
     shapes: list[float] = []
-    with path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.reader(handle)
-        for row in reader:
-            if not row or all(not cell.strip() for cell in row):
-                continue
-            line = reader.line_num
-            if len(row) != 6:
-                raise TraceError(
-                    path, f"expected 6 fields (timestamp,rate,cv,pattern,shape,scale), found {len(row)}", line
-                )
-            pattern = row[3].strip()
-            if pattern not in SERVEGEN_PATTERNS:
-                raise TraceError(path, f"unknown arrival pattern {pattern!r} (Gamma, Weibull or empty)", line)
-            start, rate, shape = (_number(path, row[i], line) for i in (0, 1, 4))
-            if rate < 0:
-                raise TraceError(path, "rate must not be negative", line)
-            if pattern and rate > 0 and shape <= 0:
-                raise TraceError(path, f"{pattern} shape must be positive", line)
-            starts.append(start)
-            rates.append(rate if pattern else 0.0)  # an empty pattern marks an idle window
-            weibull.append(pattern == "Weibull")
-            shapes.append(shape)
+    for line, row in _csv_lines(path):
+        if len(row) != 6:
+            raise TraceError(path, f"expected 6 fields (timestamp,rate,cv,pattern,shape,scale), found {len(row)}", line)
+        pattern = row[3].strip()
+        if pattern not in SERVEGEN_PATTERNS:
+            raise TraceError(path, f"unknown arrival pattern {pattern!r} (Gamma, Weibull or empty)", line)
+        start = _non_negative(path, row[0], line, "timestamp")
+        rate = _non_negative(path, row[1], line, "rate")
+        shape = _number(path, row[4], line)
+        if pattern and rate > 0 and shape <= 0:
+            raise TraceError(path, f"{pattern} shape must be positive", line)
+        extent.add(start, path, line)
+        starts.append(start)
+        rates.append(rate if pattern else 0.0)  # an empty pattern marks an idle window
+        weibull.append(pattern == "Weibull")
+        shapes.append(shape)
     if not starts:
         raise TraceError(path, "the file holds no windows")
     return _Windows(np.asarray(starts), np.asarray(rates), np.asarray(weibull), np.asarray(shapes))
@@ -381,15 +461,23 @@ def _concat_windows(parts: list[_Windows]) -> _Windows:
     )
 
 
-def _window_length(starts: FloatArray) -> float:
+def _window_length(source: Path, starts: FloatArray) -> float:
     distinct = np.unique(starts)
     if len(distinct) < 2:
         return 600.0  # ServeGen's documented window when a file holds a single row
-    return float(np.min(np.diff(distinct)))
+    gaps = np.diff(distinct)
+    shortest = int(np.argmin(gaps))
+    if gaps[shortest] < MIN_SERVEGEN_WINDOW_S:
+        raise TraceError(
+            source,
+            f"windows start at {distinct[shortest]:g} s and {distinct[shortest + 1]:g} s: ServeGen rows must be "
+            f"at least {MIN_SERVEGEN_WINDOW_S:g} s apart (600 s windows in the public traces)",
+        )
+    return float(gaps[shortest])
 
 
 def _synthesise_servegen_bins(
-    windows: _Windows, time_scale: float, bin_seconds: float, rng: np.random.Generator
+    windows: _Windows, window: float, time_scale: float, bin_seconds: float, rng: np.random.Generator
 ) -> FloatArray:
     """Arrivals per bin: each client's window replayed as a renewal process, one window at a time.
 
@@ -398,7 +486,6 @@ def _synthesise_servegen_bins(
     rate is what the trace's totals are built from. Only one window's arrival times exist at a time (about
     120k on average), so the 14-day trace never holds its ~240M requests in memory.
     """
-    window = _window_length(windows.start_s)
     origin = float(windows.start_s.min())
     slot = np.rint((windows.start_s - origin) / window).astype(np.int64)
     n_windows = int(slot.max()) + 1

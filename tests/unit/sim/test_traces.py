@@ -11,6 +11,8 @@ import pytest
 
 from inferbudget.sim.traces import TraceError, load_trace
 
+REQUEST = '{"timestamp": 0, "input_length": 1, "output_length": 1}'
+
 
 def write(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
@@ -74,6 +76,21 @@ def test_bin_width_is_configurable(tmp_path: Path) -> None:
         ("azure.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\nyesterday,1,1\n", 2, "bad TIMESTAMP"),
         ("what.csv", "a,b,c\n1,2,3\n", 1, "unknown trace format"),
         ("chunk-1-trace.csv", "0,1.0,1.0,Gamma,1.0,1.0\n600,1.0,1.0,Poisson,1,1\n", 2, "unknown arrival pattern"),
+        ("nan.jsonl", f"{REQUEST}\n{REQUEST.replace('0', 'NaN', 1)}\n", 2, "'timestamp' must be a finite number"),
+        ("inf.jsonl", REQUEST.replace('"input_length": 1', '"input_length": Infinity'), 1, "finite number"),
+        ("wide.jsonl", REQUEST.replace("0", "1" + "0" * 400, 1), 1, "finite number"),
+        ("long.jsonl", REQUEST.replace("0", "1" + "0" * 5000, 1), 1, "a number too long"),
+        ("late.jsonl", f"{REQUEST}\n{REQUEST.replace('0', '1e15', 1)}\n", 2, "at most 400 days"),
+        (
+            "late.csv",
+            "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:17:03,1,1\n3023-11-16 18:17:03,1,1\n",
+            3,
+            "check the timestamps",
+        ),
+        ("early.csv", "timestamp_s,input_tokens,output_tokens\n0,1,1\n-5,1,1\n", 3, "timestamp must not be negative"),
+        ("early.jsonl", REQUEST.replace("0", "-1", 1), 1, "'timestamp' must not be negative"),
+        ("chunk-2-trace.csv", "0,1.0,1.0,Gamma,1.0,1.0\n-600,1.0,1.0,Gamma,1,1\n", 2, "timestamp must not be negative"),
+        ("quote.csv", 'timestamp_s,input_tokens,output_tokens\n0,1,1\n"' + "x" * 200_000 + "\n", 3, "malformed CSV"),
     ],
 )
 def test_unreadable_traces_name_the_file_and_line(tmp_path: Path, name: str, text: str, line: int, words: str) -> None:
@@ -83,6 +100,63 @@ def test_unreadable_traces_name_the_file_and_line(tmp_path: Path, name: str, tex
     assert f"{path}:{line}" in str(caught.value)
     assert words in str(caught.value)
     assert caught.value.line == line
+
+
+@pytest.mark.parametrize(
+    ("name", "good", "line"),
+    [
+        ("t.csv", "timestamp_s,input_tokens,output_tokens\n0,1,1\n", 3),
+        ("m.jsonl", REQUEST + "\n", 2),
+        ("chunk-0-trace.csv", "0,1.0,1.0,Gamma,1.0,1.0\n", 2),
+        # far past the decoder's first read-ahead, so the line must be found again
+        ("far.csv", "timestamp_s,input_tokens,output_tokens\n" + "0,1,1\r\n" * 5000, 5002),
+    ],
+)
+def test_bytes_that_are_not_utf8_name_their_line(tmp_path: Path, name: str, good: str, line: int) -> None:
+    path = tmp_path / name
+    path.write_bytes(good.encode() + "1,caf\xe9,1\n".encode("latin-1"))
+    with pytest.raises(TraceError) as caught:
+        load_trace(path)
+    assert str(caught.value) == f"{path}:{line}: byte 0xe9 is not UTF-8: save the trace as UTF-8 text"
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("t.csv", "timestamp_s,input_tokens,output_tokens\n0,1,1\n"),
+        ("azure.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:17:03.9799600,1,1\n"),
+        ("m.jsonl", REQUEST + "\n"),
+        ("chunk-0-trace.csv", "0,1.0,1.0,Gamma,1.0,1.0\n"),
+    ],
+)
+def test_a_utf8_byte_order_mark_is_accepted(tmp_path: Path, name: str, text: str) -> None:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8-sig")
+    assert load_trace(path, bin_seconds=60.0).total_requests > 0
+
+
+def test_the_span_limit_counts_the_time_scale(tmp_path: Path) -> None:
+    path = write(tmp_path / "t.csv", f"timestamp_s,input_tokens,output_tokens\n0,1,1\n{200 * 86_400},1,1\n")
+    assert load_trace(path, bin_seconds=3600.0).total_requests == 2
+    with pytest.raises(TraceError, match=r"t.csv:3: this timestamp is 600 days after the earliest \(.*t.csv:2\)"):
+        load_trace(path, time_scale=3.0, bin_seconds=3600.0)
+
+
+def test_the_servegen_span_names_both_clients_files(tmp_path: Path) -> None:
+    directory = tmp_path / "m-large"
+    directory.mkdir()
+    write(directory / "chunk-0-trace.csv", servegen_rows(1.0, 2))
+    late = write(directory / "chunk-1-trace.csv", "0,1.0,1.0,Gamma,1.0,1.0\n1e9,1.0,1.0,Gamma,1.0,1.0\n")
+    with pytest.raises(TraceError) as caught:
+        load_trace(directory, bin_seconds=3600.0)
+    assert str(caught.value).startswith(f"{late}:2: this timestamp is 11,574 days after the earliest (")
+    assert "a trace may span at most 400 days" in str(caught.value)
+
+
+def test_servegen_rows_less_than_a_second_apart_are_an_error(tmp_path: Path) -> None:
+    path = write(tmp_path / "chunk-0-trace.csv", "0,1.0,1.0,Gamma,1.0,1.0\n0.5,1.0,1.0,Gamma,1.0,1.0\n")
+    with pytest.raises(TraceError, match=r"windows start at 0 s and 0\.5 s: ServeGen rows must be at least 1 s apart"):
+        load_trace(path)
 
 
 def test_missing_and_empty_traces_are_errors(tmp_path: Path) -> None:
