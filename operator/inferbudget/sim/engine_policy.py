@@ -12,11 +12,12 @@ import math
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from inferbudget.api.spec import InferenceBudgetSpec, Variant
 from inferbudget.engine import Decision, EngineState, Observation, decide
 from inferbudget.engine.learning import capacity_hint
-from inferbudget.sim.budget import SimBudget, allowed_variants
+from inferbudget.sim.budget import BudgetError, SimBudget, allowed_variants
 from inferbudget.sim.fleet import FleetProfile, GroupLoad, LengthSample, VariantModel, evaluate_group, length_sample
 from inferbudget.sim.policies import FleetObservation, FleetTarget
 from inferbudget.sim.replay import ReplayOptions, ReplayResult, replay
@@ -96,7 +97,11 @@ def engine_spec(budget: SimBudget, profile: FleetProfile, trace: Trace) -> Infer
         spec["cost"] = {"maxPerHour": f"{budget.max_cost_per_hour:.2f}"}
     if budget.max_memory_per_replica_gib is not None:
         spec["memory"] = {"maxPerReplica": f"{budget.max_memory_per_replica_gib:.3f}Gi"}
-    return InferenceBudgetSpec.model_validate(spec)
+    try:
+        return InferenceBudgetSpec.model_validate(spec)
+    except ValidationError as error:  # the budget's own fields (policy, mode...) the simulator passes through
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        raise BudgetError(f"the budget is not a valid InferenceBudget spec: {problems}") from None
 
 
 def _variant(model: VariantModel, capacity_rps: float) -> dict[str, Any]:
