@@ -3,8 +3,10 @@
 import argparse
 import json
 import logging
+import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -141,32 +143,62 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_UNREADABLE
     try:
-        trace = load_trace(args.trace, time_scale=args.time_scale, seed=args.seed)
-        context = RunContext(trace, load_profile(args.profile), load_budget(args.budget),
-                             None if args.json else _progress_bar(), start=args.start)
+        with _progress_bar() as progress:
+            trace = load_trace(args.trace, time_scale=args.time_scale, seed=args.seed)
+            context = RunContext(trace, load_profile(args.profile), load_budget(args.budget), progress,
+                                 start=args.start)
+            results = run_policies(names, context, jobs=args.jobs or os.cpu_count() or 1)
     except (TraceError, ProfileError, BudgetError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_UNREADABLE
-    results = run_policies(names, context)
-    if args.plot:
-        from inferbudget.sim.plot import plot_results
-
-        plot_results(results, args.plot, title=f"{trace.name}")
     if args.json:
         print(json.dumps({"policies": [result.summary() for result in results]}, indent=2))
     else:
         print(_simulation_table(trace.name, results))
+    return _plot(results, args.plot, trace.name) if args.plot else EXIT_OK
+
+
+def _plot(results: list[Any], path: str, title: str) -> int:
+    """Drawn after the figures are printed, so that a plot that fails loses no run."""
+    from inferbudget.sim.plot import plot_results
+
+    try:
+        plot_results(results, path, title=title)
+    except ImportError:
+        print("error: --plot needs matplotlib (pip install 'inferbudget[plot]')", file=sys.stderr)
+        return EXIT_UNREADABLE
+    except OSError as error:
+        print(f"error: cannot write the plot {path}: {error.strerror or error}", file=sys.stderr)
+        return EXIT_UNREADABLE
     return EXIT_OK
 
 
-def _progress_bar() -> Any:
-    """A one-line progress bar on stderr (only when it is a terminal)."""
+@contextmanager
+def _progress_bar() -> Iterator[Callable[[float, str], None] | None]:
+    """A progress bar on stderr when it is a terminal (None otherwise), redrawn in place on one line; the line
+    ends with the run, so that the results or an error print below it."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    drawn = False
+
     def show(fraction: float, message: str) -> None:
-        if sys.stderr.isatty():
-            filled = int(fraction * 30)
-            print(f"\r[{'#' * filled}{'.' * (30 - filled)}] {fraction:4.0%} {message[:60]:<60}", end="",
-                  file=sys.stderr, flush=True)
-    return show
+        nonlocal drawn
+        filled = int(fraction * 20)
+        try:
+            columns = os.get_terminal_size(sys.stderr.fileno()).columns or 80  # 0: a terminal that does not say
+        except (OSError, ValueError):
+            columns = 80
+        width = max(columns - 24, 10)  # what the bar leaves of the line
+        print(f"\r[{'#' * filled}{'.' * (20 - filled)}] {message[:width]:<{width}}", end="", file=sys.stderr,
+              flush=True)
+        drawn = True
+
+    try:
+        yield show
+    finally:
+        if drawn:
+            print(file=sys.stderr, flush=True)
 
 
 def _simulation_table(trace: str, results: list[Any]) -> str:
@@ -177,6 +209,26 @@ def _simulation_table(trace: str, results: list[Any]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = ["  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True)) for row in rows]
     return f"\ntrace: {trace}\n" + "\n".join(lines)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -208,10 +260,13 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--profile", default=None, help="fleet profile (default: the shipped Llama-3.1-8B)")
     simulate.add_argument("--budget", default=None, help="InferenceBudget manifest (default: a chat budget)")
     simulate.add_argument("--policy", default="all", help="inferbudget, hpa, keda, kpa, oracle, a comma list, or all")
-    simulate.add_argument("--time-scale", type=float, default=1.0, help="multiplies the trace's timestamps")
+    simulate.add_argument("--time-scale", type=_positive_float, default=1.0,
+                          help="multiplies the trace's timestamps")
     simulate.add_argument("--seed", type=int, default=0, help="seed of synthesised arrivals (ServeGen)")
     simulate.add_argument("--start", choices=("cold", "warm"), default="cold",
                           help="fleet at t=0: cold (about replicas.min) or warm (sized for the first 5 minutes)")
+    simulate.add_argument("--jobs", type=_positive_int, default=None, metavar="N",
+                          help="policies run in N worker processes at once (default: one per core)")
     simulate.add_argument("--json", action="store_true", help="print JSON for other tools")
     simulate.add_argument("--plot", metavar="OUT.png", help="draw load, replicas, variant and latency over time")
     simulate.set_defaults(handler=_cmd_simulate)
@@ -222,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
         "across them with the fleet model and serves vLLM-format metrics per pod. Set the annotation "
         "twin.inferbudget.io/requests-per-second on a Deployment to give it a fixed load instead.")
     twin.add_argument("--trace", required=True, help="trace file or ServeGen directory (see `simulate`)")
-    twin.add_argument("--time-scale", type=float, default=1.0,
+    twin.add_argument("--time-scale", type=_positive_float, default=1.0,
                       help="multiplies the trace's timestamps: 0.1 replays it 10x faster (10x the rate)")
     twin.add_argument("--profile", default=None, help="fleet profile YAML (default: the shipped Llama-3.1-8B)")
     twin.add_argument("--gpu", default="h100-80gb", help="GPU of the profile variants (default %(default)s)")

@@ -211,11 +211,21 @@ def as_declared(model: VariantModel, budget: SimBudget) -> VariantModel:
 
 
 def allowed_variants(budget: SimBudget, profile: FleetProfile) -> list[VariantModel]:
-    """Variants of the profile the budget lets a policy run: named by it, above the quality floor, fitting memory."""
+    """Variants of the profile the budget lets a policy run: named by it, above the quality floor, fitting memory.
+
+    A variant the profile lacks, or none allowed (no policy could run), is a BudgetError.
+    """
     names = budget.variants or tuple(profile.variants)
+    missing = [name for name in names if name not in profile.variants]
+    if missing:
+        raise BudgetError(f"the budget names variant {missing[0]!r}, which the profile {profile.source} lacks "
+                          f"(it has {', '.join(profile.variants)})")
     limit = budget.max_memory_per_replica_gib
-    return [
+    models = [
         model
-        for model in (profile.variant(name) for name in names)
+        for model in (profile.variants[name] for name in names)
         if model.quality >= budget.min_quality and (limit is None or model.memory_gib <= limit)
     ]
+    if not models:
+        raise BudgetError("the budget allows no variant of the profile (quality floor or memory limit)")
+    return models

@@ -12,11 +12,12 @@ import math
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from inferbudget.api.spec import InferenceBudgetSpec, Variant
 from inferbudget.engine import Decision, EngineState, Observation, decide
 from inferbudget.engine.learning import capacity_hint
-from inferbudget.sim.budget import DeclaredVariant, SimBudget, allowed_variants, as_declared
+from inferbudget.sim.budget import BudgetError, DeclaredVariant, SimBudget, allowed_variants, as_declared
 from inferbudget.sim.fleet import FleetProfile, GroupLoad, LengthSample, VariantModel, evaluate_group, length_sample
 from inferbudget.sim.policies import FleetObservation, FleetTarget
 from inferbudget.sim.replay import ReplayOptions, ReplayResult, replay
@@ -99,7 +100,11 @@ def engine_spec(budget: SimBudget, profile: FleetProfile, trace: Trace) -> Infer
     memory = {"maxPerReplica": budget.max_memory_per_replica_gib, "maxTotal": budget.max_memory_total_gib}
     if any(gib is not None for gib in memory.values()):
         spec["memory"] = {key: f"{gib:.3f}Gi" for key, gib in memory.items() if gib is not None}
-    return InferenceBudgetSpec.model_validate(spec)
+    try:
+        return InferenceBudgetSpec.model_validate(spec)
+    except ValidationError as error:  # the budget's own fields (policy, mode...) the simulator passes through
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        raise BudgetError(f"the budget is not a valid InferenceBudget spec: {problems}") from None
 
 
 def _variant(model: VariantModel, declared: DeclaredVariant, trace: Trace, budget: SimBudget) -> dict[str, Any]:

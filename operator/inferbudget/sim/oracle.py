@@ -60,8 +60,6 @@ def plan_oracle(
 ) -> OracleSchedule:
     """The clairvoyant schedule; `miss_share` overrides the share of requests allowed to miss the SLO."""
     models = allowed_variants(budget, profile)
-    if not models:
-        raise ValueError("the budget allows no variant of the profile (quality floor or memory limit)")
     per_interval = max(1, round(interval_s / trace.bin_seconds))
     sample = length_sample(trace, budget.latency_signal)
     loads = _interval_loads(trace, per_interval)

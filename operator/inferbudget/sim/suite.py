@@ -3,13 +3,20 @@
 A runner takes the trace, profile and budget and returns one `ReplayResult`. Baselines are tuned: each runs on
 every variant the budget allows (a baseline cannot swap) with a grid of its target settings, and the cheapest
 run meeting the SLO attainment target is reported; if none meets it, the run with the best attainment is.
-Adding a policy (the inferbudget engine's adapter does this) is one entry in `POLICY_RUNNERS`.
+Adding a policy (the inferbudget engine's adapter does this) is one entry in `POLICY_RUNNERS`. `run_policies` runs
+several in worker processes when asked to: each policy's runs depend on nothing but the context.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.queues
+import queue
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import TypeAlias
 
 import numpy as np
 
@@ -177,8 +184,7 @@ def tune_baseline(
             generous = _run(baseline, model, settings[-1], context, None, None, log)
             fallback = generous if fallback is None or _better_effort(generous, fallback) else fallback
     chosen = best or fallback
-    if chosen is None:
-        raise ValueError("the budget allows no variant of the profile (quality floor or memory limit)")
+    assert chosen is not None, "allowed_variants returns at least one variant and each has settings"
     return chosen
 
 
@@ -225,6 +231,7 @@ def _run(
         abort_above_cost=cost_ceiling,
         keep_series=False,
         initial=context.initial_fleet(model.name),
+        progress=_labelled(context.progress, f"{baseline.name} tuning {model.name} at {setting:g}"),
     )
     result = replay(context.trace, context.profile, context.budget, policy, options)
     result = replace(result, settings={"variant": model.name, "target": setting, "unit": baseline.unit})
@@ -236,8 +243,10 @@ def _run(
 def with_series(result: ReplayResult, context: RunContext, baseline: Baseline) -> ReplayResult:
     """Re-run a tuned baseline's chosen setting in full, keeping the time series for plots."""
     model = context.profile.variant(str(result.settings["variant"]))
-    policy = baseline.build(model, float(str(result.settings["target"])), context.budget)
-    options = ReplayOptions(progress=context.progress, initial=context.initial_fleet(model.name))
+    target = float(str(result.settings["target"]))
+    policy = baseline.build(model, target, context.budget)
+    label = f"{baseline.name} final run ({model.name} at {target:g})"
+    options = ReplayOptions(progress=_labelled(context.progress, label), initial=context.initial_fleet(model.name))
     full = replay(context.trace, context.profile, context.budget, policy, options)
     return replace(full, settings=result.settings)
 
@@ -278,7 +287,9 @@ def _oracle_replay(context: RunContext, slack: float) -> ReplayResult:
     schedule = plan_oracle(context.trace, context.profile, context.budget, miss_share=slack)
     first_variant = schedule.variants[int(schedule.variant_index[0])]
     options = ReplayOptions(
-        max_surge_fraction=1.0, progress=context.progress, initial=context.initial_fleet(first_variant)
+        max_surge_fraction=1.0,
+        progress=_labelled(context.progress, f"oracle plan (misses {slack:.2%})"),
+        initial=context.initial_fleet(first_variant),
     )
     result = replay(context.trace, context.profile, context.budget, OraclePolicy(schedule), options)
     return replace(result, settings={**result.settings, "planned_miss_share": round(slack, 6)})
@@ -297,7 +308,7 @@ def run_inferbudget(context: RunContext) -> ReplayResult:
     """The operator's own engine (imported here, not at the top: engine_policy builds on this module)."""
     from inferbudget.sim.engine_policy import run_engine
 
-    return run_engine(context)
+    return run_engine(replace(context, progress=_labelled(context.progress, "inferbudget")))
 
 
 POLICY_RUNNERS: dict[str, PolicyRunner] = {
@@ -314,10 +325,106 @@ def register_policy(name: str, runner: PolicyRunner) -> None:
     POLICY_RUNNERS[name] = runner
 
 
-def run_policies(names: list[str], context: RunContext) -> list[ReplayResult]:
-    """Run the named policies (or every registered one for `all`) in the registry's order."""
+def run_policies(names: list[str], context: RunContext, *, jobs: int = 1) -> list[ReplayResult]:
+    """Run the named policies (or every registered one for `all`) and return their results in the registry's order.
+
+    With `jobs` above 1 the policies run in that many worker processes (a policy's runs are independent of the
+    others', so the figures are the sequential ones). `context.progress` hears how many policies are done and
+    what each running one is at, tuning runs included.
+    """
     wanted = list(POLICY_RUNNERS) if names == ["all"] or "all" in names else names
     unknown = [name for name in wanted if name not in POLICY_RUNNERS]
     if unknown:
         raise KeyError(f"unknown policy {unknown[0]!r}; known: {', '.join(POLICY_RUNNERS)}")
-    return [POLICY_RUNNERS[name](context) for name in wanted]
+    allowed_variants(context.budget, context.profile)  # a budget no policy can run fails here, before any run
+    progress = PolicyProgress(len(wanted), context.progress) if context.progress is not None else None
+    if jobs > 1 and len(wanted) > 1:
+        return _run_in_workers(wanted, context, min(jobs, len(wanted)), progress)
+    results = []
+    for name in wanted:
+        reported = context if progress is None else replace(context, progress=partial(progress.update, name))
+        results.append(POLICY_RUNNERS[name](reported))
+        if progress is not None:
+            progress.finish(name)
+    return results
+
+
+class PolicyProgress:
+    """Progress over several policies as one message: how many are done and what each running one is at."""
+
+    def __init__(self, total: int, show: ProgressCallback) -> None:
+        self.total = total
+        self.show = show
+        self.running: dict[str, tuple[float, str]] = {}
+        self.finished: set[str] = set()
+
+    def update(self, name: str, fraction: float, message: str) -> None:
+        if name not in self.finished:  # a worker's last report can arrive after its result
+            self.running[name] = (fraction, message)
+            self._show()
+
+    def finish(self, name: str) -> None:
+        self.running.pop(name, None)
+        self.finished.add(name)
+        self._show()
+
+    def _show(self) -> None:
+        parts = [f"{len(self.finished)}/{self.total} policies done"]
+        parts += [f"{message} {fraction:.0%}" for fraction, message in self.running.values()]
+        self.show(len(self.finished) / self.total, ", ".join(parts))
+
+
+def _labelled(progress: ProgressCallback | None, label: str) -> ProgressCallback | None:
+    """A replay's progress under `label`, saying which policy and which of its runs (a baseline's tuning makes
+    many): the replay's own message names only the policy."""
+    if progress is None:
+        return None
+    return lambda fraction, _message: progress(fraction, label)
+
+
+ProgressEvents: TypeAlias = "multiprocessing.queues.Queue[tuple[str, float, str]]"  # (policy, fraction, message)
+
+
+def _run_in_workers(
+    names: list[str], context: RunContext, jobs: int, progress: PolicyProgress | None
+) -> list[ReplayResult]:
+    """Each policy in a worker process. The workers get the context once, when they start (inherited, not pickled,
+    where processes fork), and send their progress back through a queue that this process reads while it waits."""
+    processes = multiprocessing.get_context()
+    events: ProgressEvents | None = processes.Queue() if progress is not None else None
+    quiet = replace(context, progress=None)  # the caller's callback stays here: it may not pickle
+    with ProcessPoolExecutor(jobs, mp_context=processes, initializer=_start_worker, initargs=(quiet, events)) as pool:
+        futures = {pool.submit(_run_in_worker, name): name for name in names}
+        pending = set(futures)
+        while pending:
+            finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            if progress is not None and events is not None:
+                _read_events(events, progress)
+                for future in finished:
+                    progress.finish(futures[future])
+    return [future.result() for future in futures]
+
+
+def _read_events(events: ProgressEvents, progress: PolicyProgress) -> None:
+    while True:
+        try:
+            progress.update(*events.get_nowait())
+        except queue.Empty:
+            return
+
+
+_worker_context: RunContext | None = None
+_worker_events: ProgressEvents | None = None
+
+
+def _start_worker(context: RunContext, events: ProgressEvents | None) -> None:
+    global _worker_context, _worker_events
+    _worker_context, _worker_events = context, events
+
+
+def _run_in_worker(name: str) -> ReplayResult:
+    assert _worker_context is not None, "the pool's initializer sets the context"
+    context, events = _worker_context, _worker_events
+    if events is not None:
+        context = replace(context, progress=lambda fraction, message: events.put((name, fraction, message)))
+    return POLICY_RUNNERS[name](context)

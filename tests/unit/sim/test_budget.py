@@ -47,6 +47,13 @@ def test_allowed_variants_apply_quality_floor_and_memory(profile: FleetProfile) 
     assert names == ["int8-w8a8-h100"]  # bf16 is over 36Gi, int4 under the 0.99 quality floor
 
 
+def test_a_budget_no_policy_can_run_says_why(profile: FleetProfile) -> None:
+    with pytest.raises(BudgetError, match="names variant 'fp9-h100', which the profile"):
+        allowed_variants(SimBudget(variants=("fp8-h100", "fp9-h100")), profile)
+    with pytest.raises(BudgetError, match="allows no variant"):
+        allowed_variants(SimBudget(min_quality=0.99, max_memory_per_replica_gib=8.0), profile)
+
+
 def test_the_shipped_example_budget_loads_and_validates_against_the_api() -> None:
     budget = load_budget()
     assert budget.latency_signal == "e2e" and budget.variants
