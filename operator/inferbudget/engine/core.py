@@ -33,7 +33,7 @@ from inferbudget.engine.bursts import (
     remember_peak,
 )
 from inferbudget.engine.decision import Decision, Reason, cost_of, hold
-from inferbudget.engine.forecast import forecast, load_now, remember_rate, trend
+from inferbudget.engine.forecast import forecast, load_now, remember_planned, remember_rate, trend
 from inferbudget.engine.learning import learn_capacity, startup_seconds, track_fleet
 from inferbudget.engine.observation import Observation
 from inferbudget.engine.pacing import pace
@@ -97,6 +97,7 @@ class Cycle:
             base=base_load(self.state.rates, self.now),
             burst_headroom=headroom(self.state.burst_excesses),
             recalled=recalled_load(self.state.burst_peaks, self.now),
+            held=max((load for _, load in self.state.planned), default=0.0),
         )
 
     def may_scale_down(self) -> bool:
@@ -237,7 +238,7 @@ def _remember(spec: InferenceBudgetSpec, observation: Observation, state: Engine
         # scale-down. The window's old peaks are kept, which only makes scale-down more cautious.
         return state.model_copy(update={
             "blind_since": state.blind_since if state.blind_since is not None else now,
-            "observing_since": None, "rates": (), "bases": ()})
+            "observing_since": None, "rates": (), "bases": (), "planned": ()})
     rps = observation.requests_per_second or 0.0
     policy = spec.policy
     span = float(max(policy.scale_up.stabilization_seconds, policy.scale_down.stabilization_seconds))
@@ -251,7 +252,8 @@ def _remember(spec: InferenceBudgetSpec, observation: Observation, state: Engine
         "blind_since": None,
         "observing_since": state.observing_since if state.observing_since is not None else now,
         "rates": rates,
-        "window": remember(state.window, now, load, forecast(load, trend(rates), horizon), span),
+        "window": remember(state.window, now, load, span),
+        "planned": remember_planned(state.planned, now, forecast(load, trend(rates), horizon), horizon),
         "bases": remember_bases(state.bases, now, base, horizon),
         "burst_excesses": remember_excess(state.burst_excesses, rise),
         "burst_peaks": remember_peak(state.burst_peaks, now, load, base),

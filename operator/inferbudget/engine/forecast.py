@@ -11,6 +11,13 @@ TREND_CONFIDENCE standard errors counts: noise in a flat load then forecasts not
 other cycle, which would buy replicas for nothing), while a real ramp is clear after a few samples. Never below
 the current load, so a falling trend never removes capacity (scale-down has its own, slower path), and at most
 MAX_GROWTH above it, so a burst cannot ask for an absurd fleet.
+
+A forecast is held for its horizon: scale-down keeps replicas for the highest load planned over the last
+horizon, so a replica bought for a rise the trend foresaw stays until the rise has had time to come, even when
+the next cycle's trend is flatter. Without the hold, a ramp whose forecast hovered at a replica's capacity bought
+and released that replica every other cycle (a test replay: up, down and up again within 30 s). Holding it for
+the whole scale-down window instead, as an HPA holds its recommendations, cost 1.5% more on the 14-day ServeGen
+trace (warm replay, $33,346 against $32,863); for the horizon, 0.35% ($32,977).
 """
 
 import math
@@ -29,6 +36,13 @@ JUMP = 0.25  # a rise of more than 25% over the smoothed load is taken at once
 def remember_rate(rates: tuple[RateSample, ...], now: float, rps: float) -> tuple[RateSample, ...]:
     recent = tuple(sample for sample in rates if sample[0] > now - TREND_WINDOW_SECONDS and sample[0] < now)
     return (*recent, (now, rps))[-MAX_RATE_SAMPLES:]
+
+
+def remember_planned(planned: tuple[RateSample, ...], now: float, load: float,
+                     horizon_seconds: float) -> tuple[RateSample, ...]:
+    """The loads planned for over the last horizon, this cycle's added: what scale-down keeps replicas for."""
+    recent = tuple(sample for sample in planned if now - horizon_seconds < sample[0] < now)
+    return (*recent, (now, round(load, 4)))
 
 
 def load_now(rates: tuple[RateSample, ...], now: float, newest: float) -> float:

@@ -58,6 +58,7 @@ class Loads:
     base: float = 0.0  # the level the load returns to between bursts (engine.bursts)
     burst_headroom: float = 0.0  # how far bursts that breached the latency rose above it, requests/s
     recalled: float = 0.0  # the remembered, decayed peak of recent bursts (engine.bursts): scale-down keeps it
+    held: float = 0.0  # the highest load planned for over the last start-up horizon (engine.forecast)
 
     @property
     def burst_floor(self) -> float:
@@ -144,13 +145,14 @@ def size(spec: InferenceBudgetSpec, perf: Performance, loads: Loads) -> Sizing |
     up_load = planned if spec.policy.scale_up.stabilization_seconds == 0 else min(planned, loads.low)
     floor = loads.burst_floor
     down_capacity = perf.capacity * (1 - SCALE_DOWN_TOLERANCE)
+    window_load = max(planned, loads.peak, loads.held)
     return Sizing(
         up=replicas_for(max(up_load, floor), perf.capacity),
-        down=replicas_for(max(planned, loads.peak, floor, loads.recalled), down_capacity),
+        down=replicas_for(max(window_load, floor, loads.recalled), down_capacity),
         settled=replicas_for(max(planned, floor), down_capacity),
-        switch=replicas_for(max(planned, loads.peak, floor, loads.recalled) * (1 + SWAP_MARGIN), down_capacity),
+        switch=replicas_for(max(window_load, floor, loads.recalled) * (1 + SWAP_MARGIN), down_capacity),
         planned_load=planned,
-        window_load=max(planned, loads.peak),
+        window_load=window_load,
         horizon_seconds=horizon,
         burst_load=floor,
         recalled_load=loads.recalled,

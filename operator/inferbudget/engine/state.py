@@ -70,6 +70,7 @@ class EngineState(ApiModel):
     cycle_seconds: float | None = None  # time between the last two cycles
     rates: tuple[RateSample, ...] = ()
     window: tuple[WindowBucket, ...] = ()
+    planned: tuple[RateSample, ...] = ()  # loads planned for over the last start-up horizon (engine.forecast)
     bases: tuple[BaseSample, ...] = ()  # over the last start-up horizon (engine.bursts)
     burst_excesses: tuple[float, ...] = ()  # rises over the base that breached the latency, newest last
     burst_peaks: tuple[PeakSample, ...] = ()  # recent bursts, newest last
