@@ -105,18 +105,27 @@ def _cmd_twin(args: argparse.Namespace) -> int:
     from kubernetes import config
 
     from inferbudget.actuate.kube import TimedApiClient
-    from inferbudget.sim.fleet import length_sample, load_profile
-    from inferbudget.sim.traces import load_trace
+    from inferbudget.sim.fleet import ProfileError, length_sample, load_profile
+    from inferbudget.sim.traces import TraceError, load_trace
     from inferbudget.sim.twin import Twin, run_forever
     from inferbudget.telemetry import serve_text
 
+    malformed = [item for item in args.variant if "=" not in item]
+    if malformed:
+        print(f"error: --variant {malformed[0]!r}: expected BUDGET=PROFILE, e.g. bf16=bf16-h100", file=sys.stderr)
+        return EXIT_UNREADABLE
+    try:
+        trace = load_trace(args.trace, time_scale=args.time_scale)
+        profile = load_profile(args.profile)
+    except (TraceError, ProfileError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_UNREADABLE
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s twin: %(message)s")
     config.load_kube_config()  # type: ignore[no-untyped-call]
-    trace = load_trace(args.trace, time_scale=args.time_scale)
     variant_map = dict(item.split("=", 1) for item in args.variant)
     # a listing that hangs (a stalled API server) must not stop the pods' clock: give up and serve as last seen
-    twin = Twin(TimedApiClient(timeout=5), load_profile(args.profile), trace, length_sample(trace), variant_map,
-                args.gpu, args.namespace or None)
+    twin = Twin(TimedApiClient(timeout=5), profile, trace, length_sample(trace), variant_map, args.gpu,
+                args.namespace or None)
     server = serve_text(twin.collector.render, args.host, args.port)
     print(f"twin: serving vLLM metrics on http://{args.host}:{args.port}/metrics, replaying {trace.name} "
           f"(time scale {args.time_scale:g})", flush=True)

@@ -154,3 +154,14 @@ def test_a_value_out_of_range_is_a_usage_error(
         main(["simulate", "--trace", str(trace), *option])
     assert exit_.value.code == 2
     assert f"argument {option[0]}:" in capsys.readouterr().err
+
+
+def test_the_twin_reports_a_bad_trace_or_variant_mapping_before_it_touches_a_cluster(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("timestamp_s,input_tokens,output_tokens\n0,10,nan\n")
+    assert main(["twin", "--trace", str(bad)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and f"{bad}:2" in error and "Traceback" not in error
+    assert main(["twin", "--trace", str(bad), "--variant", "bf16"]) == 2
+    assert "expected BUDGET=PROFILE" in capsys.readouterr().err
