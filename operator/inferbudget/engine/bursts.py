@@ -18,13 +18,14 @@ Bursts that recur after idle minutes longer than the scale-down window need a me
 burst meets the fleet the idle minutes left (the window forgets the last burst, and one the fleet absorbed teaches
 no headroom). So the peak of each burst (a load more than JUMP above the base) is remembered, and once
 MIN_RECURRING bursts are, scale-down keeps replicas for the highest remembered peak halved every
-PEAK_HALF_LIFE_SECONDS since its burst ended: through a gap of a few minutes the fleet stays near what the last
-burst needed, and half an hour after the bursts stop it holds an eighth of their peak. The half-life is twice the
-scale-down window: on the Azure code trace, whose bursts come back after 4 to 8 idle minutes, a 300 s half-life
-let the fleet shrink to one replica between two bursts (98.26% of requests within the threshold, $8.87, in a warm
-replay), 600 s kept two (98.78%, $8.76), 1800 s kept more for little gain (98.81%, $9.03); on the 14-day ServeGen
-trace the 600 s half-life changed the cost by $5 in $32,858. A load that really fell (a daily cycle) has no bursts
-above its own median and is not held.
+PEAK_HALF_LIFE_WINDOWS scale-down windows since its burst ended: through a gap of a few windows the fleet stays near
+what the last burst needed, and six windows after the bursts stop it holds an eighth of their peak (half an hour
+with the default 300 s window). With the default window, on the Azure code trace, whose bursts come back after 4 to
+8 idle minutes, a half-life of one window let the fleet shrink to one replica between two bursts (98.26% of
+requests within the threshold, $8.87, in a warm replay), two windows kept two (98.78%, $8.76), six kept more for
+little gain (98.81%, $9.03); on the 14-day ServeGen trace two windows changed the cost by $5 in $32,858. Without
+a scale-down window nothing is remembered: scale-down follows the load at once. A load that really fell (a daily
+cycle) has no bursts above its own median and is not held.
 """
 
 import math
@@ -36,8 +37,8 @@ BURST_QUANTILE = 0.9
 MAX_BURST_SAMPLES = 120  # half an hour of 15 s cycles
 MIN_BURST_SAMPLES = 8  # excesses seen before the floor applies
 BASE_SECONDS = 300.0
-PEAK_HALF_LIFE_SECONDS = 600.0
-PEAK_MEMORY_SECONDS = 4 * PEAK_HALF_LIFE_SECONDS  # a peak older than this holds under 1/16 of its load
+PEAK_HALF_LIFE_WINDOWS = 2.0  # the recalled peak halves every this many scale-down windows
+PEAK_MEMORY_HALF_LIVES = 4.0  # a peak older than this many half-lives holds under 1/16 of its load
 PEAK_GAP_SECONDS = 60.0  # burst samples closer than this are one burst
 MIN_RECURRING = 2  # bursts remembered before their peaks hold replicas: one spike is no pattern
 
@@ -88,10 +89,17 @@ def headroom(excesses: tuple[float, ...]) -> float:
     return ordered[max(math.ceil(BURST_QUANTILE * len(ordered)) - 1, 0)]
 
 
-def remember_peak(peaks: tuple[PeakSample, ...], now: float, load: float,
-                  base: float) -> tuple[PeakSample, ...]:
-    """The bursts' peaks of the last PEAK_MEMORY_SECONDS, one (end, highest load) per burst."""
-    kept = tuple(sample for sample in peaks if now - PEAK_MEMORY_SECONDS < sample[0] < now)
+def peak_half_life(scale_down_seconds: float) -> float:
+    """Seconds over which a remembered burst peak halves, for this scale-down window (0: none is remembered)."""
+    return PEAK_HALF_LIFE_WINDOWS * scale_down_seconds
+
+
+def remember_peak(peaks: tuple[PeakSample, ...], now: float, load: float, base: float,
+                  half_life: float) -> tuple[PeakSample, ...]:
+    """The bursts' peaks of the last PEAK_MEMORY_HALF_LIVES half-lives, one (end, highest load) per burst."""
+    if half_life <= 0:
+        return ()
+    kept = tuple(sample for sample in peaks if now - PEAK_MEMORY_HALF_LIVES * half_life < sample[0] < now)
     if not load > base * (1 + JUMP):
         return kept
     if kept and now - kept[-1][0] <= PEAK_GAP_SECONDS:
@@ -99,9 +107,9 @@ def remember_peak(peaks: tuple[PeakSample, ...], now: float, load: float,
     return (*kept, (now, round(load, 4)))
 
 
-def recalled_load(peaks: tuple[PeakSample, ...], now: float) -> float:
-    """The highest remembered burst peak, halved every PEAK_HALF_LIFE_SECONDS since it ended (0 unless bursts
+def recalled_load(peaks: tuple[PeakSample, ...], now: float, half_life: float) -> float:
+    """The highest remembered burst peak, halved every `half_life` seconds since it ended (0 unless bursts
     recur)."""
-    if len(peaks) < MIN_RECURRING:
+    if len(peaks) < MIN_RECURRING or half_life <= 0:
         return 0.0
-    return max((load * 0.5 ** (max(now - t, 0.0) / PEAK_HALF_LIFE_SECONDS) for t, load in peaks), default=0.0)
+    return max((load * 0.5 ** (max(now - t, 0.0) / half_life) for t, load in peaks), default=0.0)

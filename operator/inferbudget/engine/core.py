@@ -27,6 +27,7 @@ from inferbudget.engine.bursts import (
     base_load,
     excess,
     headroom,
+    peak_half_life,
     recalled_load,
     remember_bases,
     remember_excess,
@@ -96,7 +97,8 @@ class Cycle:
             cycle_seconds=self.state.cycle_seconds or DEFAULT_CYCLE_SECONDS,
             base=base_load(self.state.rates, self.now),
             burst_headroom=headroom(self.state.burst_excesses),
-            recalled=recalled_load(self.state.burst_peaks, self.now),
+            recalled=recalled_load(self.state.burst_peaks, self.now,
+                                   peak_half_life(self.spec.policy.scale_down.stabilization_seconds)),
             held=max((load for _, load in self.state.planned), default=0.0),
         )
 
@@ -256,7 +258,8 @@ def _remember(spec: InferenceBudgetSpec, observation: Observation, state: Engine
         "planned": remember_planned(state.planned, now, forecast(load, trend(rates), horizon), horizon),
         "bases": remember_bases(state.bases, now, base, horizon),
         "burst_excesses": remember_excess(state.burst_excesses, rise),
-        "burst_peaks": remember_peak(state.burst_peaks, now, load, base),
+        "burst_peaks": remember_peak(state.burst_peaks, now, load, base,
+                                     peak_half_life(policy.scale_down.stabilization_seconds)),
     })
 
 

@@ -12,7 +12,7 @@ import math
 from inferbudget.api.spec import InferenceBudgetSpec
 from inferbudget.api.status import Action
 from inferbudget.engine import messages as say
-from inferbudget.engine.bursts import PEAK_HALF_LIFE_SECONDS
+from inferbudget.engine.bursts import peak_half_life
 from inferbudget.engine.decision import Decision, Reason, hold
 from inferbudget.engine.observation import Observation
 from inferbudget.engine.planning import Option, Plan, cost_cap, memory_cap, memory_per_replica, predicted_latency_ms
@@ -82,20 +82,21 @@ def _scale_down(spec: InferenceBudgetSpec, observation: Observation, option: Opt
     seconds = spec.policy.scale_down.stabilization_seconds
     load = (f"peak {say.rate(option.sizing.window_load)} over the last {say.seconds(seconds)}" if seconds
             else say.rate(option.sizing.window_load))  # no scale-down window: the load now, not a peak
-    bursts = _recalled(option) or (
+    bursts = _recalled(option, seconds) or (
         f" (with the burst headroom, {say.rate(option.sizing.burst_load)})" if _burst_bound(option) else "")
     message = f"{load}{bursts} needs {option.replicas}: {current} -> {say.fleet(target, option.variant.name)}"
     return _change(spec, option, "ScaleDown", "LoadFell", message, target)
 
 
-def _recalled(option: Option) -> str:
+def _recalled(option: Option, scale_down_seconds: float) -> str:
     """Say so when recent bursts' remembered peak, not the window or the burst headroom, sets how far the fleet
     may shrink (then it, and only it, is said: one reason in parentheses)."""
     assert option.sizing is not None
     sizing = option.sizing
     if sizing.recalled_load <= max(sizing.window_load, sizing.burst_load):
         return ""
-    return (f" (recurring bursts: their peak, halved every {say.seconds(PEAK_HALF_LIFE_SECONDS)} since, is "
+    half_life = peak_half_life(scale_down_seconds)
+    return (f" (recurring bursts: their peak, halved every {say.seconds(half_life)} since, is "
             f"{say.rate(sizing.recalled_load)})")
 
 
@@ -120,7 +121,8 @@ def _steady(spec: InferenceBudgetSpec, observation: Observation, option: Option)
     if settled < current:
         window = say.seconds(spec.policy.scale_down.stabilization_seconds)
         message = (f"{say.rate(load)} needs {settled}; holding {say.fleet(current, name)} until the load has "
-                   f"stayed low for the {window} scale-down window{_recalled(option)}")
+                   f"stayed low for the {window} scale-down window"
+                   f"{_recalled(option, spec.policy.scale_down.stabilization_seconds)}")
         return hold(spec, name, current, "Stabilizing", message, feasible=None, latency_ms=option.latency_ms)
     latency, threshold = observation.latency_ms, spec.latency.threshold_ms
     fleet = f"{say.fleet(current, name)} ({say.money(option.cost_per_hour)})"

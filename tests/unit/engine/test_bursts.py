@@ -9,11 +9,11 @@ from decimal import Decimal
 from inferbudget.engine import EngineState, decide
 from inferbudget.engine.bursts import (
     MIN_BURST_SAMPLES,
-    PEAK_HALF_LIFE_SECONDS,
-    PEAK_MEMORY_SECONDS,
+    PEAK_MEMORY_HALF_LIVES,
     base_load,
     excess,
     headroom,
+    peak_half_life,
     recalled_load,
     remember_bases,
     remember_peak,
@@ -23,6 +23,8 @@ from inferbudget.engine.pacing import _scale_down
 from inferbudget.engine.planning import Option, Sizing
 
 from .builders import Fleet, budget, one_variant, seen
+
+HALF_LIFE = peak_half_life(300.0)  # the builders' scale-down window
 
 
 def test_a_rise_that_breached_the_latency_is_measured_from_the_level_before_it() -> None:
@@ -129,21 +131,22 @@ def test_noise_on_a_steady_load_is_no_burst_even_when_the_latency_is_over() -> N
 def test_a_burst_is_remembered_once_at_its_highest_and_forgotten_after_the_memory() -> None:
     peaks: tuple[tuple[float, float], ...] = ()
     for now, load in ((0.0, 2.0), (15.0, 12.0), (30.0, 16.0), (45.0, 9.0), (60.0, 2.0)):
-        peaks = remember_peak(peaks, now, load, base=2.0)
+        peaks = remember_peak(peaks, now, load, base=2.0, half_life=HALF_LIFE)
     assert peaks == ((45.0, 16.0),)  # one burst: its end and its highest load; the level is no burst
-    assert remember_peak(peaks, 45.0 + PEAK_MEMORY_SECONDS, 2.0, base=2.0) == ()
+    assert remember_peak(peaks, 45.0 + PEAK_MEMORY_HALF_LIVES * HALF_LIFE, 2.0, base=2.0, half_life=HALF_LIFE) == ()
 
 
 def test_recurring_bursts_recall_their_peak_halved_every_half_life() -> None:
     one = ((0.0, 16.0),)
-    assert recalled_load(one, 0.0) == 0.0  # a single spike is no pattern
+    assert recalled_load(one, 0.0, HALF_LIFE) == 0.0  # a single spike is no pattern
     two = ((0.0, 12.0), (600.0, 16.0))
-    assert recalled_load(two, 600.0 + PEAK_HALF_LIFE_SECONDS) == 8.0
+    assert recalled_load(two, 600.0 + HALF_LIFE, HALF_LIFE) == 8.0
+    assert recalled_load(two, 600.0, half_life=0.0) == 0.0  # no scale-down window: nothing is held
 
 
-def _bursts_every_ten_minutes(count: int) -> Fleet:
+def _bursts_every_ten_minutes(count: int, scale_down_seconds: int = 300) -> Fleet:
     """1 req/s, with a 16 req/s burst for 45 s every 600 s that the fleet absorbs (no breach, so no headroom)."""
-    fleet = Fleet(one_variant(), replicas=1)
+    fleet = Fleet(one_variant(policy={"scaleDown": {"stabilizationSeconds": scale_down_seconds}}), replicas=1)
     for cycle in range(40 * count):
         fleet.step(cycle * 15.0, 16.0 if cycle % 40 in (36, 37, 38) else 1.0, latency_ms=400.0)
     return fleet
@@ -154,6 +157,13 @@ def test_recurring_bursts_keep_replicas_through_idle_minutes_longer_than_the_win
     fleet.run(1800.0, 450.0, 1.0, latency_ms=400.0)  # the window forgot the last burst 300 s after it ended
     assert fleet.replicas == 3  # 16 req/s halved every 600 s for 480 s: 9.2 req/s
     assert any("recurring bursts" in change.message for change in fleet.changes)
+
+
+def test_the_burst_memory_is_as_long_as_the_scale_down_window_makes_it() -> None:
+    # A 30 s window asks for a fleet that follows the load closely: the peaks halve every minute, not every 10.
+    fleet = _bursts_every_ten_minutes(3, scale_down_seconds=30)
+    fleet.run(1800.0, 450.0, 1.0, latency_ms=400.0)
+    assert fleet.replicas == 1
 
 
 def test_a_single_burst_is_not_held_after_the_window() -> None:
