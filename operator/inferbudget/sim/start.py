@@ -1,8 +1,9 @@
 """How the fleet stands at t=0 of a replay: a cold start, or a warm (steady-state) one.
 
 Cold: the fleet is the policy's first decision on an observation without load, about `replicas.min` replicas,
-while the trace carries production load from its first second; with start-up times near 100 s no reactive
-policy can then meet a 99% SLO, whatever it does afterwards.
+while the trace carries production load from its first second. With start-up times near 100 s, the requests
+of those first 100 s are then lost to any policy without foresight, whatever it does afterwards:
+inferbudget.sim.ceiling measures how many (on the Mooncake trace, enough that none can reach 99%).
 
 Warm: the service is already running, as an autoscaler meets it. Every policy starts with Ready replicas of
 the variant it would run, sized by one rule for all: the fewest replicas that, held fixed, keep the requests

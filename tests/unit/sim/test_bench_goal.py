@@ -30,12 +30,12 @@ def test_the_cheapest_baseline_reaching_the_engines_attainment_is_the_comparison
         {"policy": "keda", "cost": 90.0, "slo_attainment_requests": 0.9920, "reaches": False, "settings": {}},
     ]
     rows = [
-        _row("inferbudget", 0.993, 75.0, baselines_at_same_attainment=retuned),
+        _row("inferbudget", 0.993, 75.0, baselines_at_same_attainment=retuned, ceiling_without_foresight=0.9962),
         _row("keda", 0.9935, 100.0),  # the main table's run reaches it too, and is cheaper than the re-tuned HPA
         _row("oracle", 0.990, 60.0),
     ]
     line = _run_bench()._goal(rows)[-1]
-    assert line == "| t | 0.9930 | 75.00 | 1.250 | keda (0.9935, setting 1.0) | 100.00 | 25.0% |"
+    assert line == "| t | 0.9930 | 0.9962 | 75.00 | 1.250 | keda (0.9935, setting 1.0) | 100.00 | 25.0% |"
 
 
 def test_no_baseline_reaching_the_engines_attainment_is_said_so() -> None:
@@ -45,4 +45,5 @@ def test_no_baseline_reaching_the_engines_attainment_is_said_so() -> None:
         _row("keda", 0.97, 10.0),
         _row("oracle", 0.99, 6.0),
     ]
-    assert _run_bench()._goal(rows)[-1] == "| t | 0.9800 | 9.00 | 1.500 | none reaches it | - | - |"
+    no_ceiling_run = "| t | 0.9800 | - | 9.00 | 1.500 | none reaches it | - | - |"
+    assert _run_bench()._goal(rows)[-1] == no_ceiling_run
