@@ -18,6 +18,7 @@ from inferbudget import run as operator
 from inferbudget.api.crd import KIND
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_UNREADABLE = 0, 1, 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         return EXIT_UNREADABLE
     try:
         with _progress_bar() as progress:
+            if progress is not None:
+                progress(0.0, f"loading {args.trace}")
             trace = load_trace(args.trace, time_scale=args.time_scale, seed=args.seed)
             context = RunContext(trace, load_profile(args.profile), load_budget(args.budget), progress,
                                  start=args.start)
@@ -160,6 +163,9 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     except (TraceError, ProfileError, BudgetError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_UNREADABLE
+    except KeyboardInterrupt:
+        print("interrupted: no figures (the policies' runs were stopped)", file=sys.stderr)
+        return EXIT_INTERRUPTED
     if args.json:
         print(json.dumps({"policies": [result.summary() for result in results]}, indent=2))
     else:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.queues
 import queue
+import signal
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import TypeAlias
@@ -389,20 +389,27 @@ def _run_in_workers(
     names: list[str], context: RunContext, jobs: int, progress: PolicyProgress | None
 ) -> list[ReplayResult]:
     """Each policy in a worker process. The workers get the context once, when they start (inherited, not pickled,
-    where processes fork), and send their progress back through a queue that this process reads while it waits."""
+    where processes fork), and send their progress back through a queue that this process reads while it waits.
+
+    Ctrl-C stops the whole run: the workers ignore it (else each would print its own traceback) and this process,
+    interrupted, leaves the pool's block, which terminates them; a pool of the concurrent.futures kind would run
+    its queued policies to the end first, for minutes on a long trace."""
     processes = multiprocessing.get_context()
     events: ProgressEvents | None = processes.Queue() if progress is not None else None
     quiet = replace(context, progress=None)  # the caller's callback stays here: it may not pickle
-    with ProcessPoolExecutor(jobs, mp_context=processes, initializer=_start_worker, initargs=(quiet, events)) as pool:
-        futures = {pool.submit(_run_in_worker, name): name for name in names}
-        pending = set(futures)
+    with processes.Pool(jobs, initializer=_start_worker, initargs=(quiet, events)) as pool:
+        running = {name: pool.apply_async(_run_in_worker, (name,)) for name in names}
+        pending = dict(running)
         while pending:
-            finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            next(iter(pending.values())).wait(0.5)
+            finished = [name for name, result in pending.items() if result.ready()]
+            for name in finished:
+                del pending[name]
             if progress is not None and events is not None:
                 _read_events(events, progress)
-                for future in finished:
-                    progress.finish(futures[future])
-    return [future.result() for future in futures]
+                for name in finished:
+                    progress.finish(name)
+        return [running[name].get() for name in names]
 
 
 def _read_events(events: ProgressEvents, progress: PolicyProgress) -> None:
@@ -419,6 +426,7 @@ _worker_events: ProgressEvents | None = None
 
 def _start_worker(context: RunContext, events: ProgressEvents | None) -> None:
     global _worker_context, _worker_events
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle (see _run_in_workers)
     _worker_context, _worker_events = context, events
 
 

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -165,3 +169,32 @@ def test_the_twin_reports_a_bad_trace_or_variant_mapping_before_it_touches_a_clu
     assert error.startswith("error: ") and f"{bad}:2" in error and "Traceback" not in error
     assert main(["twin", "--trace", str(bad), "--variant", "bf16"]) == 2
     assert "expected BUDGET=PROFILE" in capsys.readouterr().err
+
+
+def _children(pid: int) -> set[int]:
+    try:
+        return {int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+    except FileNotFoundError:  # the process has exited
+        return set()
+
+
+def test_ctrl_c_stops_every_worker_and_says_so_without_a_traceback(tmp_path: Path) -> None:
+    long_trace = tmp_path / "six-hours.csv"  # all policies on it take far longer than the test waits
+    long_trace.write_text("timestamp_s,input_tokens,output_tokens\n" + "".join(
+        f"{second / 5:.1f},1000,100\n" for second in range(6 * 3600 * 5)))
+    run = subprocess.Popen(
+        [sys.executable, "-m", "inferbudget.cli", "simulate", "--trace", str(long_trace), "--policy", "all",
+         "--jobs", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as a terminal's foreground job has it
+    deadline = time.monotonic() + 120
+    while len(workers := _children(run.pid)) < 2 and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling for the workers to exist, not waiting for anything to happen in time
+    assert len(workers) == 2, "the policies' worker processes never started"
+    os.killpg(run.pid, signal.SIGINT)  # Ctrl-C reaches the terminal's whole process group
+    out, err = run.communicate(timeout=60)
+    assert run.returncode == 130
+    assert "interrupted" in err and "Traceback" not in err
+    assert out == ""
+    for worker in workers:
+        assert not Path(f"/proc/{worker}").exists() or "zombie" in Path(f"/proc/{worker}/status").read_text()
