@@ -66,6 +66,9 @@ class LearnedVariant(ApiModel):
         None, ge=0, description="The lowest requests per second per replica at which the latency was seen over "
         "the threshold, until the latency is seen within it near that load: the learned capacity does not rise "
         "above it.")
+    proven_at: float | None = Field(
+        None, ge=0, description="The highest requests per second per replica seen served within the latency "
+        "threshold: a scale-down plans no replica for much more than this.")
 
 
 class PredictionError(ApiModel):

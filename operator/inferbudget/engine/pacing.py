@@ -14,6 +14,7 @@ from inferbudget.api.status import Action
 from inferbudget.engine import messages as say
 from inferbudget.engine.bursts import peak_half_life
 from inferbudget.engine.decision import Decision, Reason, hold
+from inferbudget.engine.learning import MAX_EXTRAPOLATION
 from inferbudget.engine.observation import Observation
 from inferbudget.engine.planning import Option, Plan, cost_cap, memory_cap, memory_per_replica, predicted_latency_ms
 
@@ -84,7 +85,8 @@ def _scale_down(spec: InferenceBudgetSpec, observation: Observation, option: Opt
             else say.rate(option.sizing.window_load))  # no scale-down window: the load now, not a peak
     bursts = _recalled(option, seconds) or (
         f" (with the burst headroom, {say.rate(option.sizing.burst_load)})" if _burst_bound(option) else "")
-    message = f"{load}{bursts} needs {option.replicas}: {current} -> {say.fleet(target, option.variant.name)}"
+    message = (f"{load}{bursts} needs {option.replicas}{_unproven(option)}: {current} -> "
+               f"{say.fleet(target, option.variant.name)}")
     return _change(spec, option, "ScaleDown", "LoadFell", message, target)
 
 
@@ -98,6 +100,16 @@ def _recalled(option: Option, scale_down_seconds: float) -> str:
     half_life = peak_half_life(scale_down_seconds)
     return (f" (recurring bursts: their peak, halved every {say.seconds(half_life)} since, is "
             f"{say.rate(sizing.recalled_load)})")
+
+
+def _unproven(option: Option) -> str:
+    """Say so when the proven load (engine.learning), not the capacity, sets how far the fleet may shrink."""
+    assert option.sizing is not None
+    down = option.performance.scale_down_capacity
+    if down is None or option.sizing.down <= option.sizing.down_unproven:
+        return ""
+    return (f" (planning a replica for at most {say.rate(down)}, {MAX_EXTRAPOLATION:g}x the most one has been "
+            f"seen to serve within the budget)")
 
 
 def _cut_to_caps(spec: InferenceBudgetSpec, observation: Observation, option: Option, reason: Reason) -> Decision:
@@ -120,8 +132,8 @@ def _steady(spec: InferenceBudgetSpec, observation: Observation, option: Option)
     load = observation.requests_per_second or 0.0
     if settled < current:
         window = say.seconds(spec.policy.scale_down.stabilization_seconds)
-        message = (f"{say.rate(load)} needs {settled}; holding {say.fleet(current, name)} until the load has "
-                   f"stayed low for the {window} scale-down window"
+        message = (f"{say.rate(load)} needs {settled}{_unproven(option)}; holding {say.fleet(current, name)} until "
+                   f"the load has stayed low for the {window} scale-down window"
                    f"{_recalled(option, spec.policy.scale_down.stabilization_seconds)}")
         return hold(spec, name, current, "Stabilizing", message, feasible=None, latency_ms=option.latency_ms)
     latency, threshold = observation.latency_ms, spec.latency.threshold_ms

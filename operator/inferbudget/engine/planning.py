@@ -33,7 +33,7 @@ from decimal import Decimal
 
 from inferbudget.api.spec import InferenceBudgetSpec, Variant
 from inferbudget.engine.forecast import forecast
-from inferbudget.engine.learning import Performance, hint_factor, performance
+from inferbudget.engine.learning import Performance, hint_factor, performance, proven_factor
 from inferbudget.engine.observation import Observation
 from inferbudget.engine.state import EngineState
 
@@ -74,10 +74,13 @@ class Loads:
 class Sizing:
     """Replicas a variant needs: `up` for the forecast, `down` for the scale-down window's peak, `settled` for
     the forecast alone at the scale-down capacity (what the window allows once the peak has passed), and
-    `switch` for the window's peak plus SWAP_MARGIN (to run it after a swap)."""
+    `switch` for the window's peak plus SWAP_MARGIN (to run it after a swap). `down`, `settled` and `switch` plan a
+    replica for no more than the proven load allows (Performance.scale_down_capacity); `down_unproven` is what
+    `down` would be at the capacity itself."""
 
     up: int
     down: int
+    down_unproven: int
     settled: int
     switch: int
     planned_load: float  # the forecast over the horizon
@@ -144,13 +147,16 @@ def size(spec: InferenceBudgetSpec, perf: Performance, loads: Loads) -> Sizing |
     planned = forecast(loads.current, loads.slope, horizon)
     up_load = planned if spec.policy.scale_up.stabilization_seconds == 0 else min(planned, loads.low)
     floor = loads.burst_floor
-    down_capacity = perf.capacity * (1 - SCALE_DOWN_TOLERANCE)
+    proven_capacity = perf.scale_down_capacity or perf.capacity
+    down_capacity = proven_capacity * (1 - SCALE_DOWN_TOLERANCE)
     window_load = max(planned, loads.peak, loads.held)
+    kept_load = max(window_load, floor, loads.recalled)
     return Sizing(
         up=replicas_for(max(up_load, floor), perf.capacity),
-        down=replicas_for(max(window_load, floor, loads.recalled), down_capacity),
+        down=replicas_for(kept_load, down_capacity),
+        down_unproven=replicas_for(kept_load, perf.capacity * (1 - SCALE_DOWN_TOLERANCE)),
         settled=replicas_for(max(planned, floor), down_capacity),
-        switch=replicas_for(max(window_load, floor, loads.recalled) * (1 + SWAP_MARGIN), down_capacity),
+        switch=replicas_for(kept_load * (1 + SWAP_MARGIN), down_capacity),
         planned_load=planned,
         window_load=window_load,
         horizon_seconds=horizon,
@@ -163,8 +169,9 @@ def plan(spec: InferenceBudgetSpec, observation: Observation, state: EngineState
          may_scale_down: bool) -> Plan | None:
     """Every option and the one to aim for; None when no variant can be sized (nothing known yet)."""
     factor = hint_factor(spec, state, observation.variant)
+    proven = proven_factor(spec, state, observation.variant)
     kept = None if may_scale_down else _carried_now(spec, observation, state, factor)
-    sized = (_option(spec, observation, state, variant, loads, may_scale_down, kept, factor)
+    sized = (_option(spec, observation, state, variant, loads, may_scale_down, kept, factor, proven)
              for variant in _candidates(spec, state))
     options = tuple(option for option in sized if option is not None)
     if not options:
@@ -208,12 +215,13 @@ def _carried_now(spec: InferenceBudgetSpec, observation: Observation, state: Eng
 
 
 def _option(spec: InferenceBudgetSpec, observation: Observation, state: EngineState, variant: Variant,
-            loads: Loads, may_scale_down: bool, kept: float | None, factor: float) -> Option | None:
+            loads: Loads, may_scale_down: bool, kept: float | None, factor: float,
+            proven: float | None) -> Option | None:
     """`kept`: the load the running fleet carries, while a whole scale-down window has not been observed yet
     (no other variant may carry less then: a swap must not shrink the fleet on a first, partial look at the load,
     as the running variant may not)."""
     running = variant.name == observation.variant
-    perf = performance(variant, state, spec.latency.threshold_ms / 1000.0, factor)
+    perf = performance(variant, state, spec.latency.threshold_ms / 1000.0, factor, proven)
     sizing = size(spec, perf, loads)
     if sizing is None and not running:
         return None  # a variant nobody knows the capacity of is not swapped to

@@ -333,3 +333,32 @@ def test_an_undeclared_start_up_time_is_learned_from_replicas_becoming_ready() -
         now = 2000.0 + 15 * step
         rising, state = decide(spec, seen(2.0 + step, replicas=1, at=now), state, now)
     assert rising.reason == "CapacityForecast" and "within 150s" in rising.message
+
+
+def test_a_scale_down_plans_no_replica_for_far_more_than_one_has_served() -> None:
+    # 8 replicas at 0.5 req/s each, well within the budget: the hint's 4 req/s a replica is a claim nothing here
+    # has shown. The scale-down may plan 1.25 x 0.5 req/s a replica (7 replicas), not the hint's 4 (1 replica).
+    fleet = Fleet(one_variant(), replicas=8)
+    fleet.run(0.0, 420.0, rps=4.0, latency_ms=500.0)
+    down = next(d for d in fleet.decisions if d.action == "ScaleDown")
+    assert down.replicas == 7
+    assert "at most 0.62 req/s" in down.message
+
+
+def test_each_step_down_proves_the_next() -> None:
+    fleet = Fleet(one_variant(), replicas=8)
+    fleet.run(0.0, 3600.0, rps=4.0, latency_ms=500.0)  # within the budget at every count
+    counts = [d.replicas for d in fleet.decisions if d.action == "ScaleDown"]
+    assert counts == sorted(counts, reverse=True) and len(counts) >= 3
+    assert fleet.replicas < 8
+
+
+def test_a_swap_is_no_way_round_the_proven_load() -> None:
+    # small: 6 req/s a replica by its hint, at big's price; big has shown 0.5 req/s a replica of its 4 claimed.
+    # small may be planned for 6 x 0.5 / 4 x 1.25 = 0.94 req/s a replica: 4 req/s needs 5 of them, not 1. (The
+    # swap waits for a whole scale-down window, when a swap may shrink the fleet.)
+    spec = budget(policy={"minQuality": 0.9, "swap": {"sustainSeconds": 330, "cooldownSeconds": 0}})
+    fleet = Fleet(spec, variant="big", replicas=8)
+    fleet.run(0.0, 420.0, rps=4.0, latency_ms=500.0)
+    swaps = [d for d in fleet.decisions if d.action == "Swap"]
+    assert swaps and all(d.replicas >= 5 for d in swaps)

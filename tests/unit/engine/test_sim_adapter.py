@@ -1,10 +1,11 @@
 """The engine replayed by the simulator: the adapter feeds it what the operator would observe."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
-from inferbudget.sim.budget import SimBudget
+from inferbudget.sim.budget import DeclaredVariant, SimBudget
 from inferbudget.sim.engine_policy import EnginePolicy, engine_spec, observation_from, run_engine, starting_variant
 from inferbudget.sim.fleet import load_profile
 from inferbudget.sim.policies import FleetObservation, LatencyPercentiles
@@ -111,3 +112,19 @@ def test_the_starting_variant_respects_the_quality_floor() -> None:
         v.model_copy(update={"quality": 0.9}) if v is fp8 else v for v in spec.variants],
         "policy": spec.policy.model_copy(update={"min_quality": 0.95})})
     assert starting_variant(floored) == "bf16-h100"
+
+
+def test_a_capacity_hint_ten_times_too_high_does_not_empty_a_warm_fleet() -> None:
+    # Three replicas' worth of steady load, a warm fleet of 4, and a hint claiming ten times what a replica serves:
+    # a scale-down to the hint (1 replica) missed the budget for more than half of the requests.
+    profile = load_profile()
+    capacity = float(profile.variant("fp8-h100").capacity_rps(1000.0, 100.0))
+    trace = stepped_trace([(1800, capacity * 3.0)])
+    claimed = SimBudget(latency_percentile=95, latency_threshold_ms=4000, variants=("fp8-h100",), replicas_max=12,
+                        declared={"fp8-h100": DeclaredVariant(capacity_rps=capacity * 10)})
+    honest = replace(claimed, declared={"fp8-h100": DeclaredVariant(capacity_rps=capacity)})
+    over = run_engine(RunContext(trace, profile, claimed, start="warm"))
+    true = run_engine(RunContext(trace, profile, honest, start="warm"))
+    assert over.series is not None
+    assert over.series.desired_replicas.min() >= 3
+    assert over.slo_attainment_requests >= min(true.slo_attainment_requests, 0.99)
