@@ -14,11 +14,13 @@ budget from a cold start; with steps of up to 50%, 81%.
 
 A hint is a claim, and a scale-down acts on it only as far as the fleet has shown it: a scale-down plans each
 replica for at most MAX_EXTRAPOLATION times the highest load per replica seen served within the threshold
-(`proven_at`), so a fleet idling at a tenth of an over-optimistic hint shrinks a step at a time, each step
-proving the next, rather than at once to the hint. (A budget declaring 12.8 req/s a replica, true for chat
-lengths, on the Mooncake trace's 15k-token prompts, where a replica serves about 0.5 req/s: a warm fleet of 7
-was cut to 1 at the first scale-down, the 95th percentile went from 5.5 s to 25-120 s, and 34% of the
-requests missed the budget. With the cap, 6.6% missed; replays of the bench's budgets did not change.)
+(`proven_at`), or for what one replica fewer than now would each carry at that load if that is more (a fleet of
+2 may try 1; see engine.planning.proven_capacity), so a fleet idling at a tenth of an over-optimistic hint
+shrinks a step at a time, each step proving the next, rather than at once to the hint. (A budget declaring
+12.8 req/s a replica, true for chat lengths, on the Mooncake trace's 15k-token prompts, where a replica serves
+about 0.5 req/s: a warm fleet of 7 was cut to 1 at the first scale-down, the 95th percentile went from 5.5 s to
+25-120 s, and 34% of the requests missed the budget. With the cap, 6% missed; replays of the bench's budgets did
+not change.)
 
 A variant that has not run yet is judged by its hint scaled by what the running variant taught: if the pods
 carry 60% of their declared capacity under the real traffic (burstier, longer requests than the benchmark
@@ -61,13 +63,6 @@ class Performance:
     slope: float | None  # of the latency line; None: unknown
     startup_seconds: float
     proven: float | None = None  # the most requests/s per replica seen served within the threshold
-
-    @property
-    def scale_down_capacity(self) -> float | None:
-        """The capacity a scale-down may plan with: at most MAX_EXTRAPOLATION times a proven load."""
-        if self.capacity is None or self.proven is None:
-            return self.capacity
-        return min(self.capacity, self.proven * MAX_EXTRAPOLATION)
 
     def line(self, threshold_s: float) -> Line | None:
         """The latency line through the planning capacity (so predictions agree with replica counts)."""

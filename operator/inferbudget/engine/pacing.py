@@ -14,7 +14,6 @@ from inferbudget.api.status import Action
 from inferbudget.engine import messages as say
 from inferbudget.engine.bursts import peak_half_life
 from inferbudget.engine.decision import Decision, Reason, hold
-from inferbudget.engine.learning import MAX_EXTRAPOLATION
 from inferbudget.engine.observation import Observation
 from inferbudget.engine.planning import Option, Plan, cost_cap, memory_cap, memory_per_replica, predicted_latency_ms
 
@@ -103,13 +102,14 @@ def _recalled(option: Option, scale_down_seconds: float) -> str:
 
 
 def _unproven(option: Option) -> str:
-    """Say so when the proven load (engine.learning), not the capacity, sets how far the fleet may shrink."""
+    """Say so when the proven load (engine.planning.proven_capacity), not the capacity, sets how far the fleet may
+    shrink."""
     assert option.sizing is not None
-    down = option.performance.scale_down_capacity
+    down = option.sizing.proven_capacity
     if down is None or option.sizing.down <= option.sizing.down_unproven:
         return ""
-    return (f" (planning a replica for at most {say.rate(down)}, {MAX_EXTRAPOLATION:g}x the most one has been "
-            f"seen to serve within the budget)")
+    return (f" (planning a replica for at most {say.rate(down)}: replicas have been seen to serve at most "
+            f"{say.rate(option.performance.proven or 0.0)} each within the budget)")
 
 
 def _cut_to_caps(spec: InferenceBudgetSpec, observation: Observation, option: Option, reason: Reason) -> Decision:

@@ -33,7 +33,7 @@ from decimal import Decimal
 
 from inferbudget.api.spec import InferenceBudgetSpec, Variant
 from inferbudget.engine.forecast import forecast
-from inferbudget.engine.learning import Performance, hint_factor, performance, proven_factor
+from inferbudget.engine.learning import MAX_EXTRAPOLATION, Performance, hint_factor, performance, proven_factor
 from inferbudget.engine.observation import Observation
 from inferbudget.engine.state import EngineState
 
@@ -75,8 +75,8 @@ class Sizing:
     """Replicas a variant needs: `up` for the forecast, `down` for the scale-down window's peak, `settled` for
     the forecast alone at the scale-down capacity (what the window allows once the peak has passed), and
     `switch` for the window's peak plus SWAP_MARGIN (to run it after a swap). `down`, `settled` and `switch` plan a
-    replica for no more than the proven load allows (Performance.scale_down_capacity); `down_unproven` is what
-    `down` would be at the capacity itself."""
+    replica for no more than `proven_capacity` (see the function); `down_unproven` is what `down` would be at the
+    capacity itself."""
 
     up: int
     down: int
@@ -88,6 +88,7 @@ class Sizing:
     horizon_seconds: float
     burst_load: float = 0.0  # the burst floor (engine.bursts): replicas are kept for at least this load
     recalled_load: float = 0.0  # recent bursts' decayed peak (engine.bursts): scale-down keeps replicas for it
+    proven_capacity: float | None = None  # what scale-down planned a replica for (None: the capacity)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,15 +141,29 @@ def replicas_for(load: float, capacity: float) -> int:
     return math.ceil(needed - 1e-9)
 
 
-def size(spec: InferenceBudgetSpec, perf: Performance, loads: Loads) -> Sizing | None:
+def proven_capacity(perf: Performance, replicas_now: int) -> float | None:
+    """The load a scale-down plans a replica for: the capacity, but at most MAX_EXTRAPOLATION times the most a
+    replica has been seen to serve within the threshold (engine.learning), or what `replicas_now` - 1 replicas
+    would each carry at that load, if that is more (else a fleet of 5 or fewer, which 1.25 times its load a replica
+    never brings down a whole replica, could never shrink). After such a step the load a replica is proven to carry
+    must rise before the next one: the fleet shrinks one step per proof. None: the capacity itself."""
+    if perf.capacity is None or perf.proven is None:
+        return None
+    one_fewer = replicas_now / (replicas_now - 1) / (1 - SCALE_DOWN_TOLERANCE) if replicas_now > 1 else 0.0
+    cap = perf.proven * max(MAX_EXTRAPOLATION, one_fewer)
+    return cap if cap < perf.capacity else None
+
+
+def size(spec: InferenceBudgetSpec, perf: Performance, loads: Loads, replicas_now: int = 0) -> Sizing | None:
+    """What the variant needs; `replicas_now`: how many of it run (0 for a variant not running)."""
     if perf.capacity is None:
         return None
     horizon = loads.horizon(perf.startup_seconds)
     planned = forecast(loads.current, loads.slope, horizon)
     up_load = planned if spec.policy.scale_up.stabilization_seconds == 0 else min(planned, loads.low)
     floor = loads.burst_floor
-    proven_capacity = perf.scale_down_capacity or perf.capacity
-    down_capacity = proven_capacity * (1 - SCALE_DOWN_TOLERANCE)
+    proven = proven_capacity(perf, replicas_now)
+    down_capacity = (perf.capacity if proven is None else proven) * (1 - SCALE_DOWN_TOLERANCE)
     window_load = max(planned, loads.peak, loads.held)
     kept_load = max(window_load, floor, loads.recalled)
     return Sizing(
@@ -162,6 +177,7 @@ def size(spec: InferenceBudgetSpec, perf: Performance, loads: Loads) -> Sizing |
         horizon_seconds=horizon,
         burst_load=floor,
         recalled_load=loads.recalled,
+        proven_capacity=proven,
     )
 
 
@@ -222,7 +238,7 @@ def _option(spec: InferenceBudgetSpec, observation: Observation, state: EngineSt
     as the running variant may not)."""
     running = variant.name == observation.variant
     perf = performance(variant, state, spec.latency.threshold_ms / 1000.0, factor, proven)
-    sizing = size(spec, perf, loads)
+    sizing = size(spec, perf, loads, observation.desired_replicas if running else 0)
     if sizing is None and not running:
         return None  # a variant nobody knows the capacity of is not swapped to
     needed = _needed(sizing, observation.desired_replicas, running, may_scale_down=may_scale_down)

@@ -376,3 +376,11 @@ def test_a_breach_far_over_the_threshold_lowers_capacity_further() -> None:
     assert learned[1200.0] == pytest.approx(3.0 * 0.95)  # just below the load it breached at, within one step
     severe = learned[3000.0]  # the line's capacity for latency that far over: a 25% step would stop at 3.0
     assert severe is not None and 4.0 * (1 - 0.5) <= severe < 4.0 * (1 - 0.25)
+
+
+def test_a_small_fleet_may_try_one_replica_fewer_than_it_has_proven() -> None:
+    # 2 replicas proven at 0.75 req/s each: 1.25 times that is no replica less, but one replica fewer carries
+    # 1.5 req/s. Without this the fleet stayed at 2 for ever (a swap back to bf16 kept 3 replicas in the e2e test).
+    fleet = Fleet(one_variant(), replicas=2)
+    fleet.run(0.0, 420.0, rps=1.5, latency_ms=500.0)
+    assert [(d.action, d.replicas) for d in fleet.changes] == [("ScaleDown", 1)]
