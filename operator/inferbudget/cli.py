@@ -142,6 +142,7 @@ def _cmd_twin(args: argparse.Namespace) -> int:
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from inferbudget.sim.budget import BudgetError, load_budget
+    from inferbudget.sim.engine_policy import misleading_hints
     from inferbudget.sim.fleet import ProfileError, load_profile
     from inferbudget.sim.suite import POLICY_RUNNERS, RunContext, run_policies
     from inferbudget.sim.traces import TraceError, load_trace
@@ -159,6 +160,9 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             trace = load_trace(args.trace, time_scale=args.time_scale, seed=args.seed)
             context = RunContext(trace, load_profile(args.profile), load_budget(args.budget), progress,
                                  start=args.start)
+            if "inferbudget" in names:
+                for line in misleading_hints(context.budget, context.profile, trace):
+                    print(("\r\033[K" if progress is not None else "") + f"note: {line}", file=sys.stderr)
             results = run_policies(names, context, jobs=args.jobs or os.cpu_count() or 1)
     except (TraceError, ProfileError, BudgetError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)

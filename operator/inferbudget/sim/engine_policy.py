@@ -27,6 +27,7 @@ from inferbudget.sim.traces import Trace
 GIB = 2**30
 BENCHMARK_STEPS = 30  # bisection steps: capacity to about 1e-9 of the saturation rate
 BENCHMARK_SECONDS = 60  # of steady load before the percentile is read
+HINT_WARNING_FACTOR = 3.0  # a declared hint this many times off the benchmark is worth a note
 CYCLE_SECONDS = 15.0  # the operator's reconcile period for a budget
 
 
@@ -136,6 +137,29 @@ def benchmark_capacity(model: VariantModel, trace: Trace, budget: SimBudget) -> 
         else:
             high = middle
     return max(low, 1e-3)
+
+
+def misleading_hints(budget: SimBudget, profile: FleetProfile, trace: Trace) -> list[str]:
+    """A line for each capacity hint the budget declares that is more than HINT_WARNING_FACTOR times off what a
+    benchmark of one replica at the trace's lengths gives (`benchmark_capacity`). The engine starts from the hint
+    and learns the rest as it goes, which costs requests: the example budget's chat-length hints on the Mooncake
+    trace's long prompts (9 times this benchmark's figure there) cost 6% of the requests from a warm start."""
+    lines = []
+    for model in allowed_variants(budget, profile):
+        declared = budget.declared.get(model.name, DeclaredVariant()).capacity_rps
+        if declared is None:
+            continue
+        measured = benchmark_capacity(as_declared(model, budget), trace, budget)
+        hint = f"{model.name}'s capacityHint is {declared:g} req/s"
+        if measured <= 1e-3:  # what benchmark_capacity reports when no rate meets the threshold
+            lines.append(f"{hint}, but by the profile no replica of it meets the budget at this trace's lengths")
+        elif not 1 / HINT_WARNING_FACTOR <= declared / measured <= HINT_WARNING_FACTOR:
+            cost = "requests" if declared > measured else "replicas"  # too high: too few replicas; too low: too many
+            lines.append(
+                f"{hint}, {declared / measured:.1f}x what one replica serves within the budget at this trace's "
+                f"lengths ({measured:.3g} req/s by the profile); the engine learns the difference as it goes, at "
+                f"a cost in {cost}")
+    return lines
 
 
 def _steady_percentile_s(

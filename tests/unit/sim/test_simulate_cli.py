@@ -198,3 +198,36 @@ def test_ctrl_c_stops_every_worker_and_says_so_without_a_traceback(tmp_path: Pat
     assert out == ""
     for worker in workers:
         assert not Path(f"/proc/{worker}").exists() or "zombie" in Path(f"/proc/{worker}/status").read_text()
+
+
+@pytest.fixture
+def long_prompts(tmp_path: Path) -> Path:
+    """Ten minutes at 2 req/s of 15k-token prompts: far longer than the example budget's hints were measured at."""
+    path = tmp_path / "long.csv"
+    path.write_text("timestamp_s,input_tokens,output_tokens\n" + "".join(
+        f"{second / 2:.1f},15000,200\n" for second in range(1200)))
+    return path
+
+
+def _simulated(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[list[str], list[str]]:
+    """The policies named in the JSON, and the notes on stderr."""
+    assert main(["simulate", *args, "--json"]) == 0
+    captured = capsys.readouterr()
+    policies = [policy["policy"] for policy in json.loads(captured.out)["policies"]]
+    return policies, [line for line in captured.err.splitlines() if line.startswith("note: ")]
+
+
+def test_a_capacity_hint_far_from_the_traces_benchmark_gets_a_note(
+        long_prompts: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    policies, notes = _simulated(capsys, "--trace", str(long_prompts), "--policy", "inferbudget")
+    assert policies == ["inferbudget"]  # the figures are printed all the same
+    fp8 = next(line for line in notes if line.startswith("note: fp8-h100's capacityHint is 12.8 req/s, "))
+    assert "x what one replica serves within the budget at this trace's lengths" in fp8
+
+
+def test_no_note_for_a_baseline_or_for_hints_that_fit_the_trace(
+        trace: Path, long_prompts: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _, notes = _simulated(capsys, "--trace", str(long_prompts), "--policy", "hpa")  # the hints are the engine's
+    assert notes == []
+    _, notes = _simulated(capsys, "--trace", str(trace), "--policy", "inferbudget")  # chat lengths, as measured
+    assert not any("fp8-h100's capacityHint" in line for line in notes)
