@@ -55,8 +55,8 @@ def demo_budget() -> dict[str, Any]:
             "server": "vllm",
             "latency": {"percentile": 95, "thresholdMs": 1000, "signal": "e2e", "windowSeconds": 15},
             "memory": {"maxPerReplica": "48Gi", "signal": "gpu"},
-            "cost": {"maxPerHour": "40.00", "currency": "USD"},
-            "replicas": {"min": 1, "max": 12},  # room above the bursts' need, so it can also come down
+            "cost": {"maxPerHour": "70.00", "currency": "USD"},
+            "replicas": {"min": 1, "max": 20},  # room above the bursts' need, so it can also come down
             "variants": [  # prices: the shipped profile's H100 on-demand figure (see its sources)
                 {"name": "bf16", "quality": 1.0, "costPerReplicaHour": "3.24", "memory": "42Gi",
                  "capacityHint": {"requestsPerSecond": 8}},
