@@ -3,14 +3,10 @@
 Capacity starts from the declared capacityHint and is then learned with the latency model (engine.latency)
 from steady fleets only: the same variant and replica count for a whole latency window, no rollout, so the
 percentile describes the replicas that are running now. The estimate used for planning moves towards the
-fitted line's capacity by a bounded step per observation, so one odd sample cannot swing it: up by at most
-MAX_STEP_UP, only to MAX_EXTRAPOLATION times a load seen within the threshold, and never above a load at which
-the latency was seen over it (until it is seen within it there again); down by at most MAX_STEP_DOWN times how
-many times over the threshold the latency was, up to MAX_SEVERE_STEP_DOWN (less capacity means more replicas,
-the safe direction, so evidence of a breach acts quickly, and a fleet at 3 times the threshold is further from
-its capacity than one at 1.1 times). On the Mooncake trace with the example budget, whose hint is 25 times what a
-replica serves there, steps of 25% still left the fleet short 16 minutes in, and 74% of the requests met the
-budget from a cold start; with steps of up to 50%, 81%.
+fitted line's capacity by a bounded step per observation, so one odd sample cannot swing it: down by at most
+MAX_STEP_DOWN (less capacity means more replicas, the safe direction, so evidence of a breach acts quickly)
+and up by at most MAX_STEP_UP, only to MAX_EXTRAPOLATION times a load seen within the threshold, and never above
+a load at which the latency was seen over it (until it is seen within it there again).
 
 A hint is a claim, and a scale-down acts on it only as far as the fleet has shown it: a scale-down plans each
 replica for at most MAX_EXTRAPOLATION times the highest load per replica seen served within the threshold
@@ -19,7 +15,7 @@ replica for at most MAX_EXTRAPOLATION times the highest load per replica seen se
 shrinks a step at a time, each step proving the next, rather than at once to the hint. (A budget declaring
 12.8 req/s a replica, true for chat lengths, on the Mooncake trace's 15k-token prompts, where a replica serves
 about 0.5 req/s: a warm fleet of 7 was cut to 1 at the first scale-down, the 95th percentile went from 5.5 s to
-25-120 s, and 34% of the requests missed the budget. With the cap, 6% missed; replays of the bench's budgets did
+25-120 s, and 34% of the requests missed the budget. With the cap, 7% missed; replays of the bench's budgets did
 not change.)
 
 A variant that has not run yet is judged by its hint scaled by what the running variant taught: if the pods
@@ -43,7 +39,6 @@ from inferbudget.engine.state import EngineState, Fleet, LatencyFit
 
 DEFAULT_STARTUP_SECONDS = 60.0  # neither declared nor learned yet: a typical model-server start
 MAX_STEP_DOWN = 0.25
-MAX_SEVERE_STEP_DOWN = 0.5
 MAX_STEP_UP = 0.1
 MAX_EXTRAPOLATION = 1.25  # capacity rises to at most this multiple of a load observed within the threshold
 STARTUP_LEARNING_RATE = 0.5
@@ -226,8 +221,7 @@ def learn_capacity(state: EngineState, spec: InferenceBudgetSpec, observation: O
         fitted = min(fitted, max(current, rate * MAX_EXTRAPOLATION)) if within else current
         if breached_at is not None:
             fitted = min(fitted, max(current, breached_at))
-    overshoot = 1.0 if within else latency_ms / spec.latency.threshold_ms
-    capacity = fitted if current is None else _bounded_step(current, fitted, overshoot)
+    capacity = fitted if current is None else _bounded_step(current, fitted)
     proven = max(learned.proven_at or 0.0, rate) if within else learned.proven_at
     return _with_learned(state, variant.name, learned.model_copy(update={
         "requests_per_second_per_replica": capacity, "samples": learned.samples + 1, "breached_at": breached_at,
@@ -266,10 +260,8 @@ def _steady(state: EngineState, spec: InferenceBudgetSpec, observation: Observat
             and fleet.since <= now - spec.latency.window_seconds)
 
 
-def _bounded_step(current: float, target: float, overshoot: float) -> float:
-    """`current` moved towards `target`; `overshoot`: the latency over the threshold (1 when within it)."""
-    down = min(MAX_STEP_DOWN * max(overshoot, 1.0), MAX_SEVERE_STEP_DOWN)
-    return min(max(target, current * (1.0 - down)), current * (1.0 + MAX_STEP_UP))
+def _bounded_step(current: float, target: float) -> float:
+    return min(max(target, current * (1.0 - MAX_STEP_DOWN)), current * (1.0 + MAX_STEP_UP))
 
 
 def _with_learned(state: EngineState, name: str, learned: LearnedVariant) -> EngineState:

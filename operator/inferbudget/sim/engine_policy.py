@@ -143,7 +143,7 @@ def misleading_hints(budget: SimBudget, profile: FleetProfile, trace: Trace) -> 
     """A line for each capacity hint the budget declares that is more than HINT_WARNING_FACTOR times off what a
     benchmark of one replica at the trace's lengths gives (`benchmark_capacity`). The engine starts from the hint
     and learns the rest as it goes, which costs requests: the example budget's chat-length hints on the Mooncake
-    trace's long prompts (9 times this benchmark's figure there) cost 6% of the requests from a warm start."""
+    trace's long prompts (9 times this benchmark's figure there) cost 7% of the requests from a warm start."""
     lines = []
     for model in allowed_variants(budget, profile):
         declared = budget.declared.get(model.name, DeclaredVariant()).capacity_rps
