@@ -106,7 +106,7 @@ def _unproven(option: Option) -> str:
     shrink."""
     assert option.sizing is not None
     down = option.sizing.proven_capacity
-    if down is None or option.sizing.down <= option.sizing.down_unproven:
+    if down is None:
         return ""
     return (f" (planning a replica for at most {say.rate(down)}: replicas have been seen to serve at most "
             f"{say.rate(option.performance.proven or 0.0)} each within the budget)")

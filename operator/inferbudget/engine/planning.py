@@ -75,12 +75,10 @@ class Sizing:
     """Replicas a variant needs: `up` for the forecast, `down` for the scale-down window's peak, `settled` for
     the forecast alone at the scale-down capacity (what the window allows once the peak has passed), and
     `switch` for the window's peak plus SWAP_MARGIN (to run it after a swap). `down`, `settled` and `switch` plan a
-    replica for no more than `proven_capacity` (see the function); `down_unproven` is what `down` would be at the
-    capacity itself."""
+    replica for no more than `proven_capacity` (see the function)."""
 
     up: int
     down: int
-    down_unproven: int
     settled: int
     switch: int
     planned_load: float  # the forecast over the horizon
@@ -88,7 +86,8 @@ class Sizing:
     horizon_seconds: float
     burst_load: float = 0.0  # the burst floor (engine.bursts): replicas are kept for at least this load
     recalled_load: float = 0.0  # recent bursts' decayed peak (engine.bursts): scale-down keeps replicas for it
-    proven_capacity: float | None = None  # what scale-down planned a replica for (None: the capacity)
+    # What scale-down planned a replica for, when that, not the capacity, set `down` (None otherwise).
+    proven_capacity: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,10 +165,11 @@ def size(spec: InferenceBudgetSpec, perf: Performance, loads: Loads, replicas_no
     down_capacity = (perf.capacity if proven is None else proven) * (1 - SCALE_DOWN_TOLERANCE)
     window_load = max(planned, loads.peak, loads.held)
     kept_load = max(window_load, floor, loads.recalled)
+    down = replicas_for(kept_load, down_capacity)
+    proof_bound = down > replicas_for(kept_load, perf.capacity * (1 - SCALE_DOWN_TOLERANCE))
     return Sizing(
         up=replicas_for(max(up_load, floor), perf.capacity),
-        down=replicas_for(kept_load, down_capacity),
-        down_unproven=replicas_for(kept_load, perf.capacity * (1 - SCALE_DOWN_TOLERANCE)),
+        down=down,
         settled=replicas_for(max(planned, floor), down_capacity),
         switch=replicas_for(kept_load * (1 + SWAP_MARGIN), down_capacity),
         planned_load=planned,
@@ -177,7 +177,7 @@ def size(spec: InferenceBudgetSpec, perf: Performance, loads: Loads, replicas_no
         horizon_seconds=horizon,
         burst_load=floor,
         recalled_load=loads.recalled,
-        proven_capacity=proven,
+        proven_capacity=proven if proof_bound else None,
     )
 
 

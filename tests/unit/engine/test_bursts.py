@@ -175,8 +175,8 @@ def test_a_single_burst_is_not_held_after_the_window() -> None:
 def _shrinking(window_load: float, burst_load: float, recalled_load: float) -> Option:
     """The running big fleet's option, sized 2 replicas for these loads (the message is what is tested)."""
     spec = one_variant()
-    sizing = Sizing(up=2, down=2, down_unproven=2, settled=2, switch=3, planned_load=4.0, window_load=window_load,
-                    horizon_seconds=75.0, burst_load=burst_load, recalled_load=recalled_load)
+    sizing = Sizing(up=2, down=2, settled=2, switch=3, planned_load=4.0, window_load=window_load, horizon_seconds=75.0,
+                    burst_load=burst_load, recalled_load=recalled_load)
     return Option(variant=spec.variants[0], replicas=2, sizing=sizing,
                   performance=Performance(capacity=4.0, slope=0.1, startup_seconds=60.0), cost_per_hour=Decimal("20"),
                   latency_ms=500.0, carries_load=True, within_cost=True, within_memory=True,
