@@ -393,11 +393,20 @@ def _run_in_workers(
 
     Ctrl-C stops the whole run: the workers ignore it (else each would print its own traceback) and this process,
     interrupted, leaves the pool's block, which terminates them; a pool of the concurrent.futures kind would run
-    its queued policies to the end first, for minutes on a long trace."""
+    its queued policies to the end first, for minutes on a long trace. Ctrl-C is held back while the pool starts:
+    a worker must not take it before it can ignore it, nor this process inside Pool(), which then leaves the
+    workers it has started running (and the interpreter waiting for them at exit)."""
     processes = multiprocessing.get_context()
     events: ProgressEvents | None = processes.Queue() if progress is not None else None
     quiet = replace(context, progress=None)  # the caller's callback stays here: it may not pickle
-    with processes.Pool(jobs, initializer=_start_worker, initargs=(quiet, events)) as pool:
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        pool = processes.Pool(jobs, initializer=_start_worker, initargs=(quiet, events))
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        raise
+    with pool:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # a Ctrl-C held back is raised here
         running = {name: pool.apply_async(_run_in_worker, (name,)) for name in names}
         pending = dict(running)
         while pending:
@@ -427,6 +436,7 @@ _worker_events: ProgressEvents | None = None
 def _start_worker(context: RunContext, events: ProgressEvents | None) -> None:
     global _worker_context, _worker_events
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle (see _run_in_workers)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # held back since the fork: now ignored
     _worker_context, _worker_events = context, events
 
 
