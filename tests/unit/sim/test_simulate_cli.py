@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -187,14 +188,20 @@ def test_ctrl_c_stops_every_worker_and_says_so_without_a_traceback(tmp_path: Pat
          "--jobs", "2"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as a terminal's foreground job has it
-    deadline = time.monotonic() + 120
-    while len(workers := _children(run.pid)) < 2 and run.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.001)  # polling for the workers to exist, not waiting for anything to happen in time
-    assert len(workers) == 2, "the policies' worker processes never started"
-    # Ctrl-C reaches the terminal's whole process group, here as the pool is still starting: before it was held
-    # back then, a worker could take it before it ignored it, and this process inside Pool(), left hanging at exit
-    os.killpg(run.pid, signal.SIGINT)
-    out, err = run.communicate(timeout=60)
+    try:
+        deadline = time.monotonic() + 120
+        while len(workers := _children(run.pid)) < 2 and run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.001)  # polling for the workers to exist, not waiting for anything to happen in time
+        assert len(workers) == 2, "the policies' worker processes never started"
+        # Ctrl-C reaches the terminal's whole process group, here as the pool is still starting: before it was
+        # held back then, a worker could take it before it ignored it, and this process inside Pool(), left
+        # hanging at exit
+        os.killpg(run.pid, signal.SIGINT)
+        out, err = run.communicate(timeout=60)
+    finally:  # a failed run must not leave the simulation, or its workers, running after the test
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(run.pid, signal.SIGKILL)
+        run.communicate()
     assert run.returncode == 130
     assert "interrupted" in err and "Traceback" not in err
     assert out == ""
