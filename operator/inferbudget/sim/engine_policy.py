@@ -27,6 +27,7 @@ from inferbudget.sim.traces import Trace
 GIB = 2**30
 BENCHMARK_STEPS = 30  # bisection steps: capacity to about 1e-9 of the saturation rate
 BENCHMARK_SECONDS = 60  # of steady load before the percentile is read
+NO_RATE_MEETS = 1e-3  # benchmark_capacity's figure when no rate meets the threshold (a hint must be positive)
 HINT_WARNING_FACTOR = 3.0  # a declared hint this many times off the benchmark is worth a note
 CYCLE_SECONDS = 15.0  # the operator's reconcile period for a budget
 
@@ -136,7 +137,7 @@ def benchmark_capacity(model: VariantModel, trace: Trace, budget: SimBudget) -> 
             low = middle
         else:
             high = middle
-    return max(low, 1e-3)
+    return max(low, NO_RATE_MEETS)
 
 
 def misleading_hints(budget: SimBudget, profile: FleetProfile, trace: Trace) -> list[str]:
@@ -151,7 +152,7 @@ def misleading_hints(budget: SimBudget, profile: FleetProfile, trace: Trace) -> 
             continue
         measured = benchmark_capacity(as_declared(model, budget), trace, budget)
         hint = f"{model.name}'s capacityHint is {declared:g} req/s"
-        if measured <= 1e-3:  # what benchmark_capacity reports when no rate meets the threshold
+        if measured <= NO_RATE_MEETS:
             lines.append(f"{hint}, but by the profile no replica of it meets the budget at this trace's lengths")
         elif not 1 / HINT_WARNING_FACTOR <= declared / measured <= HINT_WARNING_FACTOR:
             cost = "requests" if declared > measured else "replicas"  # too high: too few replicas; too low: too many
