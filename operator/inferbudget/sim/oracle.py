@@ -55,26 +55,55 @@ class OraclePolicy:
         return FleetTarget(variant, int(self.schedule.replicas[index]), "planned with knowledge of the future")
 
 
-def plan_oracle(
-    trace: Trace, profile: FleetProfile, budget: SimBudget, *, interval_s: float = 15.0, miss_share: float | None = None
-) -> OracleSchedule:
-    """The clairvoyant schedule; `miss_share` overrides the share of requests allowed to miss the SLO."""
+@dataclass(frozen=True, slots=True)
+class OracleChoices:
+    """Per control interval, every (variant, replicas) option with its cost and SLO misses: what a plan chooses
+    from. It depends on the trace and the budget, not on the misses a plan may spend, so the plans of one
+    oracle run share it (computing it is most of a plan's time)."""
+
+    models: tuple[VariantModel, ...]
+    interval_s: float
+    costs: FloatArray  # (intervals, variants x CANDIDATES)
+    misses: FloatArray
+    replicas: npt.NDArray[np.int64]
+
+
+def oracle_choices(
+    trace: Trace, profile: FleetProfile, budget: SimBudget, *, interval_s: float = 15.0
+) -> OracleChoices:
     models = allowed_variants(budget, profile)
     per_interval = max(1, round(interval_s / trace.bin_seconds))
     sample = length_sample(trace, budget.latency_signal)
     loads = _interval_loads(trace, per_interval)
     costs, misses, replicas = _option_tables(models, loads, budget, sample, trace.bin_seconds)
+    return OracleChoices(tuple(models), per_interval * trace.bin_seconds, costs, misses, replicas)
+
+
+def plan_oracle(
+    trace: Trace,
+    profile: FleetProfile,
+    budget: SimBudget,
+    *,
+    interval_s: float = 15.0,
+    miss_share: float | None = None,
+    choices: OracleChoices | None = None,
+) -> OracleSchedule:
+    """The clairvoyant schedule; `miss_share` overrides the share of requests allowed to miss the SLO, and
+    `choices` (from `oracle_choices` on the same trace and budget, which fixes the interval) saves computing
+    them again."""
+    choices = choices or oracle_choices(trace, profile, budget, interval_s=interval_s)
+    models, costs, misses, replicas = list(choices.models), choices.costs, choices.misses, choices.replicas
     allowed = (
         (1.0 - budget.attainment_target) * trace.total_requests
         if miss_share is None
         else miss_share * trace.total_requests
     )
     mu = _miss_price(costs, misses, allowed)
-    variant, option = _stable_variants(costs + mu * misses, replicas, models, per_interval * trace.bin_seconds)
+    variant, option = _stable_variants(costs + mu * misses, replicas, models, choices.interval_s)
     rows = np.arange(costs.shape[0])
-    asked, billed = _with_startup(variant, replicas[rows, option], models, per_interval * trace.bin_seconds)
+    asked, billed = _with_startup(variant, replicas[rows, option], models, choices.interval_s)
     return OracleSchedule(
-        interval_s=per_interval * trace.bin_seconds,
+        interval_s=choices.interval_s,
         variants=tuple(model.name for model in models),
         variant_index=asked,
         replicas=billed,

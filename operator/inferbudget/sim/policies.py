@@ -344,7 +344,7 @@ class KnativePodAutoscaler:
         series = obs.concurrency_series
         if series.size == 0:
             series = np.asarray([obs.running_requests + obs.waiting_requests])
-        self._samples.extend(float(value) for value in series)
+        self._samples.extend(series.tolist())
         self._sample_s = obs.window_s / series.size
 
     def _desired(self, window_s: float) -> int:
@@ -352,9 +352,9 @@ class KnativePodAutoscaler:
         count = min(len(self._samples), max(1, round(window_s / self._sample_s)))
         if count == 0:
             return 0
-        recent = list(itertools.islice(reversed(self._samples), count))
+        recent = sum(itertools.islice(reversed(self._samples), count))
         per_pod = self.settings.target_concurrency * self.settings.target_utilization
-        return math.ceil(sum(recent) / count / per_pod)
+        return math.ceil(recent / count / per_pod)
 
     def _panic_or_stable(self, now: float, stable: int, panic: int, ready: int) -> int:
         if panic / ready >= self.settings.panic_threshold_percentage / 100.0:

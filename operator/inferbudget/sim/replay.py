@@ -139,6 +139,7 @@ class _Chunk:
     quality: FloatArray  # quality of the variant serving an average request of each bin
     running: FloatArray  # in-flight requests per bin, all variants
     waiting: FloatArray  # queued requests at the end of each bin, all variants
+    concurrency: FloatArray  # running + waiting
     memory_gib: FloatArray  # highest memory in use on a serving replica, per bin
     kv_usage: FloatArray  # highest KV-cache use on a serving replica, per bin
 
@@ -154,6 +155,11 @@ class _Replay:
         self.bins_per_interval = max(1, round(interval / trace.bin_seconds))
         self.bins_per_chunk = max(self.bins_per_interval, round(options.lookahead_s / trace.bin_seconds))
         self.bin_times = np.arange(trace.n_bins + 1, dtype=np.float64) * trace.bin_seconds
+        # What each control interval observes of the trace, summed once here rather than on every cycle.
+        self.interval_requests = _interval_sums(trace.requests, self.bins_per_interval)
+        self.interval_input_tokens = _interval_sums(trace.input_tokens, self.bins_per_interval)
+        self.interval_output_tokens = _interval_sums(trace.output_tokens, self.bins_per_interval)
+        self.requests_per_second = trace.requests / trace.bin_seconds
         self.names = tuple(profile.variants)
         n = trace.n_bins
         self.within = np.zeros(n)
@@ -183,7 +189,7 @@ class _Replay:
         violations = 0.0
         aborted = False
         next_progress = self.options.progress_every_s
-        for start in range(0, self.trace.n_bins, self.bins_per_interval):
+        for interval, start in enumerate(range(0, self.trace.n_bins, self.bins_per_interval)):
             stop = min(start + self.bins_per_interval, self.trace.n_bins)
             now = start * self.trace.bin_seconds
             if start > 0:
@@ -192,9 +198,9 @@ class _Replay:
                 fleet.apply(now, target.variant, target.replicas, self._model(target.variant).startup_s)
                 last_target = target
             chunk = self._chunk_for(fleet, start, stop)
-            self._account(fleet, chunk, start, stop, last_target)
-            observation = self._observe(fleet, chunk, start, stop, last_target)
-            violations += float(self.trace.requests[start:stop].sum() - self.within[start:stop].sum())
+            within = self._account(fleet, chunk, start, stop, last_target)
+            observation = self._observe(fleet, chunk, interval, start, stop, last_target)
+            violations += float(self.interval_requests[interval] - within)
             if self._should_abort(violations):
                 aborted = True
                 break
@@ -254,7 +260,10 @@ class _Replay:
         if set(ready) != set(chunk.ready):
             return False
         offset = start - chunk.start
-        return all(np.array_equal(count, chunk.ready[name][offset:]) for name, count in ready.items())
+        if not all(np.array_equal(count, chunk.ready[name][offset:]) for name, count in ready.items()):
+            return False
+        chunk.fleet_version = fleet.version  # the same readiness from `start` on, so from any later cycle too
+        return True
 
     def _backlog_before(self, start: int) -> dict[str, float]:
         """Each variant's queue at the end of bin start-1, from the chunk that evaluated it."""
@@ -288,6 +297,8 @@ class _Replay:
         within, latency = self._slo_per_bin(outcomes, shares)
         zeros = np.zeros(stop - start)
         serving = {name: ready[name] > 0 for name in outcomes}
+        running = sum((outcome.running for outcome in outcomes.values()), zeros)
+        waiting = sum((outcome.backlog for outcome in outcomes.values()), zeros)
         return _Chunk(
             start=start,
             stop=stop,
@@ -300,8 +311,9 @@ class _Replay:
             fleet_version=fleet.version,
             ready_total=total_ready,
             quality=sum((self._model(name).quality * share for name, share in shares.items()), zeros),
-            running=sum((outcome.running for outcome in outcomes.values()), zeros),
-            waiting=sum((outcome.backlog for outcome in outcomes.values()), zeros),
+            running=running,
+            waiting=waiting,
+            concurrency=running + waiting,
             memory_gib=np.max([np.where(serving[n], o.memory_gib, 0.0) for n, o in outcomes.items()], axis=0),
             kv_usage=np.max([np.where(serving[n], o.kv_usage, 0.0) for n, o in outcomes.items()], axis=0),
         )
@@ -331,53 +343,54 @@ class _Replay:
 
     # -- accounting, per control interval --
 
-    def _account(self, fleet: FleetState, chunk: _Chunk, start: int, stop: int, target: FleetTarget) -> None:
+    def _account(self, fleet: FleetState, chunk: _Chunk, start: int, stop: int, target: FleetTarget) -> float:
+        """Bill the interval and credit its requests; returns how many of them were within the threshold."""
         offset, end = start - chunk.start, stop - chunk.start
         seconds = (stop - start) * self.trace.bin_seconds
         arrivals = self.trace.requests[start:stop]
-        self.within[start:stop] = chunk.within_share[offset:end] * arrivals
-        self.latency[start:stop] = chunk.latency[offset:end]
+        within = chunk.within_share[offset:end] * arrivals
+        self.within[start:stop] = within
         self.quality_served += float(np.dot(arrivals, chunk.quality[offset:end]))
-        self.desired[start:stop] = target.replicas
-        self.ready_total[start:stop] = chunk.ready_total[offset:end]
-        self.pods[start:stop] = fleet.total_pods()
-        self.variant_index[start:stop] = self.names.index(target.variant)
+        if self.options.keep_series:
+            self.latency[start:stop] = chunk.latency[offset:end]
+            self.desired[start:stop] = target.replicas
+            self.ready_total[start:stop] = chunk.ready_total[offset:end]
+            self.pods[start:stop] = fleet.total_pods()
+            self.variant_index[start:stop] = self.names.index(target.variant)
         for name, pods in fleet.pods.items():
             self.cost += len(pods) * self._model(name).price_per_hour * seconds / 3600.0
             self.gpu_seconds += len(pods) * seconds
+        return float(within.sum())
 
     # -- observations --
 
     def _observe(
-        self, fleet: FleetState, chunk: _Chunk, start: int, stop: int, target: FleetTarget
+        self, fleet: FleetState, chunk: _Chunk, interval: int, start: int, stop: int, target: FleetTarget
     ) -> FleetObservation:
         offset, end = start - chunk.start, stop - chunk.start
         bin_s = self.trace.bin_seconds
         window = (stop - start) * bin_s
-        arrivals = self.trace.requests[start:stop]
-        requests = float(arrivals.sum())
+        requests = float(self.interval_requests[interval])
         ready_end = {name: int(count[end - 1]) for name, count in chunk.ready.items()}
-        running = chunk.running[offset:end]
-        waiting = chunk.waiting[offset:end]
         self.recent.append((chunk, offset, end))
         recent = tuple(self.recent) if len(self.recent) > 1 else None  # None: the window is this cycle
         return FleetObservation(
             time_s=stop * bin_s,
             window_s=window,
             request_rate=requests / window,
-            mean_input_tokens=float(self.trace.input_tokens[start:stop].sum()) / max(requests, 1.0),
-            mean_output_tokens=float(self.trace.output_tokens[start:stop].sum()) / max(requests, 1.0),
+            mean_input_tokens=float(self.interval_input_tokens[interval]) / max(requests, 1.0),
+            mean_output_tokens=float(self.interval_output_tokens[interval]) / max(requests, 1.0),
             memory_per_replica_gib=float(chunk.memory_gib[offset:end].max()),
             kv_cache_usage=float(chunk.kv_usage[offset:end].max()),
             variant=target.variant,
             desired_replicas=target.replicas,
             ready_replicas=sum(ready_end.values()),
             ready_by_variant=ready_end,
-            running_requests=float(running.sum()) / (end - offset),
-            waiting_requests=float(waiting[-1]),
+            running_requests=float(chunk.running[offset:end].sum()) / (end - offset),
+            waiting_requests=float(chunk.waiting[end - 1]),
             rollout_in_progress=fleet.rollout_in_progress(),
-            requests_per_second_series=arrivals / bin_s,
-            concurrency_series=running + waiting,
+            requests_per_second_series=self.requests_per_second[start:stop],
+            concurrency_series=chunk.concurrency[offset:end],
             ready_series=chunk.ready_total[offset:end],
             latency_source=lambda signal: self._percentiles(((chunk, offset, end),), signal),
             window_source=None if recent is None else lambda signal: self._over(recent, signal),
@@ -485,3 +498,13 @@ class _Replay:
             percentile=self.budget.latency_percentile,
             signal=self.budget.latency_signal,
         )
+
+
+def _interval_sums(values: FloatArray, per_interval: int) -> FloatArray:
+    """Sums of consecutive runs of `per_interval` values (the last run may be shorter), each exactly as
+    `values[start:stop].sum()` computes it: rows of a reshape are summed the same way, unlike np.add.reduceat."""
+    whole = len(values) // per_interval * per_interval
+    sums: FloatArray = values[:whole].reshape(-1, per_interval).sum(axis=1)
+    if whole < len(values):
+        sums = np.append(sums, values[whole:].sum())
+    return sums

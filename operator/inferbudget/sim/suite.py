@@ -22,7 +22,7 @@ import numpy as np
 
 from inferbudget.sim.budget import SimBudget, allowed_variants, with_declared_figures
 from inferbudget.sim.fleet import FleetProfile, VariantModel
-from inferbudget.sim.oracle import OraclePolicy, plan_oracle
+from inferbudget.sim.oracle import OracleChoices, OraclePolicy, oracle_choices, plan_oracle
 from inferbudget.sim.policies import (
     FleetTarget,
     HorizontalPodAutoscaler,
@@ -267,8 +267,9 @@ def run_oracle(context: RunContext) -> ReplayResult:
     result: ReplayResult | None = None
     meeting: float | None = None  # the largest slack whose replay met the target
     missing: float | None = None  # the smallest slack whose replay missed it
+    choices = oracle_choices(context.trace, context.profile, budget)
     for _ in range(ORACLE_PLANS):
-        result = _oracle_replay(context, slack)
+        result = _oracle_replay(context, choices, slack)
         spent = 1.0 - result.slo_attainment_requests
         if result.meets(target):
             met = result if met is None or result.cost < met.cost else met
@@ -283,8 +284,8 @@ def run_oracle(context: RunContext) -> ReplayResult:
     return met or result
 
 
-def _oracle_replay(context: RunContext, slack: float) -> ReplayResult:
-    schedule = plan_oracle(context.trace, context.profile, context.budget, miss_share=slack)
+def _oracle_replay(context: RunContext, choices: OracleChoices, slack: float) -> ReplayResult:
+    schedule = plan_oracle(context.trace, context.profile, context.budget, miss_share=slack, choices=choices)
     first_variant = schedule.variants[int(schedule.variant_index[0])]
     options = ReplayOptions(
         max_surge_fraction=1.0,

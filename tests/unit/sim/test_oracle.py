@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from inferbudget.sim.budget import SimBudget, load_budget
 from inferbudget.sim.fleet import FleetProfile
+from inferbudget.sim.oracle import oracle_choices, plan_oracle
 from inferbudget.sim.suite import BASELINES, POLICY_RUNNERS, RunContext, TuningLog, run_oracle, tune_baseline
 from inferbudget.sim.traces import load_trace
 
@@ -83,3 +85,16 @@ def test_the_oracle_spends_the_slack_the_attainment_target_leaves(profile: Fleet
     result = run_oracle(RunContext(trace, profile, budget))
     assert 0.99 <= result.slo_attainment_requests < 0.991
     assert float(result.settings["planned_miss_share"]) > 0.01
+
+
+def test_plans_from_shared_choices_are_the_plans_made_from_scratch(profile: FleetProfile) -> None:
+    # run_oracle computes the options once and plans several times from them, with different miss shares.
+    trace = stepped_trace([(600, 2.0), (900, 150.0), (600, 20.0)])
+    budget = SimBudget(latency_threshold_ms=5_000, replicas_max=40)
+    choices = oracle_choices(trace, profile, budget)
+    for share in (0.001, 0.01, 0.05):
+        shared = plan_oracle(trace, profile, budget, miss_share=share, choices=choices)
+        alone = plan_oracle(trace, profile, budget, miss_share=share)
+        assert shared.variants == alone.variants and shared.planned_misses == alone.planned_misses
+        assert np.array_equal(shared.replicas, alone.replicas)
+        assert np.array_equal(shared.variant_index, alone.variant_index)

@@ -9,6 +9,7 @@ from inferbudget.sim.budget import SimBudget
 from inferbudget.sim.fleet import FleetProfile
 from inferbudget.sim.policies import FleetObservation, FleetTarget
 from inferbudget.sim.replay import ReplayOptions, replay
+from inferbudget.sim.traces import Trace
 
 from .conftest import steady_trace, stepped_trace
 
@@ -143,3 +144,40 @@ def test_without_an_observation_window_the_window_is_the_last_cycle(profile: Fle
     replay(stepped_trace([(60, 10.0), (30, 20.0)]), profile, BUDGET, policy)
     last = policy.seen[-1]
     assert last.over_window("e2e") == (last.request_rate, last.latency_ms("e2e"))
+
+
+def _uneven_trace(seconds: int) -> Trace:
+    """Fractional arrivals and token counts whose sums depend on the order they are added in."""
+    rng = np.random.default_rng(7)
+    requests = rng.gamma(2.0, 3.0, seconds)
+    lengths = rng.lognormal(np.log(800.0), 0.7, 300)
+    return Trace("uneven", 1.0, 0.0, requests, requests * rng.uniform(500, 1500, seconds), requests * 97.3, lengths,
+                 lengths / 8.0)
+
+
+def test_each_cycle_observes_the_trace_summed_over_exactly_its_own_bins(profile: FleetProfile) -> None:
+    # The sums are taken once for the whole trace; each must equal the one of that cycle's bins alone, to the bit,
+    # so a replay decides exactly as it would summing per cycle (a 15-bin cycle is where addition orders differ).
+    trace = _uneven_trace(15 * 40 + 7)  # 40 whole cycles, then 7 bins that no decision follows
+    policy = Scripted({0: FleetTarget("fp8-h100", 4)})
+    replay(trace, profile, BUDGET, policy)
+    observed = policy.seen[1:]  # the first is the probe before the trace starts
+    assert len(observed) == 40
+    for obs in observed:
+        stop = round(obs.time_s)
+        start = stop - round(obs.window_s)
+        requests = trace.requests[start:stop].sum()
+        assert obs.request_rate == requests / obs.window_s
+        assert obs.mean_input_tokens == trace.input_tokens[start:stop].sum() / requests
+        assert np.array_equal(obs.requests_per_second_series, trace.requests[start:stop])
+
+
+def test_a_run_without_its_series_scores_exactly_as_one_with_them(profile: FleetProfile) -> None:
+    # Tuning runs keep no series; what they report must not depend on it.
+    trace = _uneven_trace(1800)
+    script = {0: FleetTarget("fp8-h100", 1), 300: FleetTarget("fp8-h100", 3), 900: FleetTarget("int4-w4a16-a100", 2)}
+    kept = replay(trace, profile, BUDGET, Scripted(script))
+    bare = replay(trace, profile, BUDGET, Scripted(script), ReplayOptions(keep_series=False))
+    assert kept.series is not None and bare.series is None
+    assert kept.summary() == bare.summary()
+    assert (kept.cost, kept.slo_attainment_requests) == (bare.cost, bare.slo_attainment_requests)
