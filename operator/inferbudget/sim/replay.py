@@ -132,16 +132,19 @@ class _Chunk:
     ready: dict[str, FloatArray]  # Ready pods per variant, per bin
     shares: dict[str, FloatArray]  # share of the arrivals each variant received, per bin
     outcomes: dict[str, GroupOutcome]
-    within_share: FloatArray  # share of each bin's requests within the threshold
-    latency: FloatArray  # budget percentile of the budget signal per bin
+    latency: FloatArray | None  # budget percentile of the budget signal per bin (None: series not kept)
     fleet_version: int  # FleetState.version the chunk was evaluated for
     ready_total: FloatArray  # Ready pods per bin, all variants
     quality: FloatArray  # quality of the variant serving an average request of each bin
-    running: FloatArray  # in-flight requests per bin, all variants
     waiting: FloatArray  # queued requests at the end of each bin, all variants
     concurrency: FloatArray  # running + waiting
-    memory_gib: FloatArray  # highest memory in use on a serving replica, per bin
-    kv_usage: FloatArray  # highest KV-cache use on a serving replica, per bin
+    requests_within: FloatArray  # requests within the threshold, per bin
+    # Per control interval of the chunk (the chunk starts at an interval's start), what each cycle accounts and
+    # observes, reduced once here rather than on every cycle (KPA's cycle is 2 s; a chunk lasts a minute or more).
+    interval_within: FloatArray  # requests within the threshold
+    interval_running: FloatArray  # in-flight requests, all variants, summed over the interval's bins
+    interval_memory_gib: FloatArray  # highest memory in use on a serving replica
+    interval_kv_usage: FloatArray  # highest KV-cache use on a serving replica
 
 
 class _Replay:
@@ -156,9 +159,9 @@ class _Replay:
         self.bins_per_chunk = max(self.bins_per_interval, round(options.lookahead_s / trace.bin_seconds))
         self.bin_times = np.arange(trace.n_bins + 1, dtype=np.float64) * trace.bin_seconds
         # What each control interval observes of the trace, summed once here rather than on every cycle.
-        self.interval_requests = _interval_sums(trace.requests, self.bins_per_interval)
-        self.interval_input_tokens = _interval_sums(trace.input_tokens, self.bins_per_interval)
-        self.interval_output_tokens = _interval_sums(trace.output_tokens, self.bins_per_interval)
+        self.interval_requests = _per_interval(trace.requests, self.bins_per_interval, np.sum)
+        self.interval_input_tokens = _per_interval(trace.input_tokens, self.bins_per_interval, np.sum)
+        self.interval_output_tokens = _per_interval(trace.output_tokens, self.bins_per_interval, np.sum)
         self.requests_per_second = trace.requests / trace.bin_seconds
         self.names = tuple(profile.variants)
         n = trace.n_bins
@@ -222,6 +225,8 @@ class _Replay:
 
     def _checked(self, target: FleetTarget) -> FleetTarget:
         self._model(target.variant)  # raises on a variant the profile does not have
+        if type(target.replicas) is int and target.replicas >= 0:
+            return target
         return FleetTarget(target.variant, max(int(target.replicas), 0), target.reason)
 
     def _model(self, variant: str) -> VariantModel:
@@ -299,6 +304,10 @@ class _Replay:
         serving = {name: ready[name] > 0 for name in outcomes}
         running = sum((outcome.running for outcome in outcomes.values()), zeros)
         waiting = sum((outcome.backlog for outcome in outcomes.values()), zeros)
+        memory_gib = np.max([np.where(serving[n], o.memory_gib, 0.0) for n, o in outcomes.items()], axis=0)
+        kv_usage = np.max([np.where(serving[n], o.kv_usage, 0.0) for n, o in outcomes.items()], axis=0)
+        requests_within = within * arrivals
+        per_interval = self.bins_per_interval
         return _Chunk(
             start=start,
             stop=stop,
@@ -306,16 +315,17 @@ class _Replay:
             ready=ready,
             shares=shares,
             outcomes=outcomes,
-            within_share=within,
             latency=latency,
             fleet_version=fleet.version,
             ready_total=total_ready,
             quality=sum((self._model(name).quality * share for name, share in shares.items()), zeros),
-            running=running,
             waiting=waiting,
             concurrency=running + waiting,
-            memory_gib=np.max([np.where(serving[n], o.memory_gib, 0.0) for n, o in outcomes.items()], axis=0),
-            kv_usage=np.max([np.where(serving[n], o.kv_usage, 0.0) for n, o in outcomes.items()], axis=0),
+            requests_within=requests_within,
+            interval_within=_per_interval(requests_within, per_interval, np.sum),
+            interval_running=_per_interval(running, per_interval, np.sum),
+            interval_memory_gib=_per_interval(memory_gib, per_interval, np.max),
+            interval_kv_usage=_per_interval(kv_usage, per_interval, np.max),
         )
 
     @staticmethod
@@ -328,12 +338,15 @@ class _Replay:
 
     def _slo_per_bin(
         self, outcomes: dict[str, GroupOutcome], shares: dict[str, FloatArray]
-    ) -> tuple[FloatArray, FloatArray]:
-        """Per bin: the share of requests within the threshold, and the budget percentile of the latency."""
+    ) -> tuple[FloatArray, FloatArray | None]:
+        """Per bin: the share of requests within the threshold, and the budget percentile of the latency (only
+        when the series are kept: the plots are all that read it, and sorting is most of this function's time)."""
         signal = self.budget.latency_signal
         values = np.concatenate([outcome.latency(signal) for outcome in outcomes.values()], axis=-1)
         weights = np.concatenate([shares[name][:, None] * self.sample.weights for name in outcomes], axis=-1)
         within = ((values <= self.budget.threshold_s) * weights).sum(axis=-1)
+        if not self.options.keep_series:
+            return within, None
         order = np.argsort(values, axis=-1)
         cumulative = np.cumsum(np.take_along_axis(weights, order, axis=-1), axis=-1)
         position = (cumulative < self.budget.quantile * cumulative[:, -1:] - 1e-12).sum(axis=-1)
@@ -348,10 +361,9 @@ class _Replay:
         offset, end = start - chunk.start, stop - chunk.start
         seconds = (stop - start) * self.trace.bin_seconds
         arrivals = self.trace.requests[start:stop]
-        within = chunk.within_share[offset:end] * arrivals
-        self.within[start:stop] = within
+        self.within[start:stop] = chunk.requests_within[offset:end]
         self.quality_served += float(np.dot(arrivals, chunk.quality[offset:end]))
-        if self.options.keep_series:
+        if chunk.latency is not None:  # the series are kept
             self.latency[start:stop] = chunk.latency[offset:end]
             self.desired[start:stop] = target.replicas
             self.ready_total[start:stop] = chunk.ready_total[offset:end]
@@ -360,7 +372,7 @@ class _Replay:
         for name, pods in fleet.pods.items():
             self.cost += len(pods) * self._model(name).price_per_hour * seconds / 3600.0
             self.gpu_seconds += len(pods) * seconds
-        return float(within.sum())
+        return float(chunk.interval_within[offset // self.bins_per_interval])
 
     # -- observations --
 
@@ -368,6 +380,7 @@ class _Replay:
         self, fleet: FleetState, chunk: _Chunk, interval: int, start: int, stop: int, target: FleetTarget
     ) -> FleetObservation:
         offset, end = start - chunk.start, stop - chunk.start
+        in_chunk = offset // self.bins_per_interval
         bin_s = self.trace.bin_seconds
         window = (stop - start) * bin_s
         requests = float(self.interval_requests[interval])
@@ -380,13 +393,13 @@ class _Replay:
             request_rate=requests / window,
             mean_input_tokens=float(self.interval_input_tokens[interval]) / max(requests, 1.0),
             mean_output_tokens=float(self.interval_output_tokens[interval]) / max(requests, 1.0),
-            memory_per_replica_gib=float(chunk.memory_gib[offset:end].max()),
-            kv_cache_usage=float(chunk.kv_usage[offset:end].max()),
+            memory_per_replica_gib=float(chunk.interval_memory_gib[in_chunk]),
+            kv_cache_usage=float(chunk.interval_kv_usage[in_chunk]),
             variant=target.variant,
             desired_replicas=target.replicas,
             ready_replicas=sum(ready_end.values()),
             ready_by_variant=ready_end,
-            running_requests=float(chunk.running[offset:end].sum()) / (end - offset),
+            running_requests=float(chunk.interval_running[in_chunk]) / (end - offset),
             waiting_requests=float(chunk.waiting[end - 1]),
             rollout_in_progress=fleet.rollout_in_progress(),
             requests_per_second_series=self.requests_per_second[start:stop],
@@ -500,11 +513,12 @@ class _Replay:
         )
 
 
-def _interval_sums(values: FloatArray, per_interval: int) -> FloatArray:
-    """Sums of consecutive runs of `per_interval` values (the last run may be shorter), each exactly as
-    `values[start:stop].sum()` computes it: rows of a reshape are summed the same way, unlike np.add.reduceat."""
+def _per_interval(values: FloatArray, per_interval: int, reduce: Callable[..., FloatArray]) -> FloatArray:
+    """`reduce` (np.sum, np.max) over consecutive runs of `per_interval` values (the last run may be shorter),
+    each exactly as `reduce(values[start:stop])` computes it: rows of a reshape are summed the same way, unlike
+    np.add.reduceat."""
     whole = len(values) // per_interval * per_interval
-    sums: FloatArray = values[:whole].reshape(-1, per_interval).sum(axis=1)
+    reduced: FloatArray = reduce(values[:whole].reshape(-1, per_interval), axis=1)
     if whole < len(values):
-        sums = np.append(sums, values[whole:].sum())
-    return sums
+        reduced = np.append(reduced, reduce(values[whole:]))
+    return reduced

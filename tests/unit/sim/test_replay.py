@@ -181,3 +181,15 @@ def test_a_run_without_its_series_scores_exactly_as_one_with_them(profile: Fleet
     assert kept.series is not None and bare.series is None
     assert kept.summary() == bare.summary()
     assert (kept.cost, kept.slo_attainment_requests) == (bare.cost, bare.slo_attainment_requests)
+
+
+def test_a_policy_asking_for_fewer_than_no_replicas_or_a_numpy_count_gets_a_whole_count(
+    profile: FleetProfile,
+) -> None:
+    script = {0: FleetTarget("fp8-h100", np.int64(2)), 60: FleetTarget("fp8-h100", -3)}  # type: ignore[arg-type]
+    policy = Scripted(script)
+    result = replay(steady_trace(1, 120), profile, BUDGET, policy)
+    assert result.series is not None
+    assert set(result.series.desired_replicas[15:60]) == {2.0} and set(result.series.desired_replicas[60:]) == {0.0}
+    assert [type(obs.desired_replicas) for obs in policy.seen[1:]] == [int] * len(policy.seen[1:])
+    assert all(obs.desired_replicas >= 0 for obs in policy.seen)
