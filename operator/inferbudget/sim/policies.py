@@ -352,9 +352,9 @@ class KnativePodAutoscaler:
         count = min(len(self._samples), max(1, round(window_s / self._sample_s)))
         if count == 0:
             return 0
-        recent = sum(itertools.islice(reversed(self._samples), count))
+        total = sum(itertools.islice(reversed(self._samples), count))  # newest first, as the sum always ran
         per_pod = self.settings.target_concurrency * self.settings.target_utilization
-        return math.ceil(recent / count / per_pod)
+        return math.ceil(total / count / per_pod)
 
     def _panic_or_stable(self, now: float, stable: int, panic: int, ready: int) -> int:
         if panic / ready >= self.settings.panic_threshold_percentage / 100.0:
