@@ -43,6 +43,7 @@ class Fleet(ApiModel):
     desired: int
     ready: int
     since: float
+    ready_since: float | None = None  # the same variant has had `ready` Ready replicas since then (None: `since`)
 
 
 class Preference(ApiModel):

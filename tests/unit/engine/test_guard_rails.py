@@ -6,6 +6,8 @@ big replicas or 4 small ones; scale-down and swaps count 5% less capacity (the d
 
 from typing import get_args
 
+import pytest
+
 from inferbudget.engine import REASONS, EngineState, FailedRollout, Reason, decide
 from inferbudget.engine.learning import startup_seconds
 
@@ -370,3 +372,44 @@ def test_a_small_fleet_may_try_one_replica_fewer_than_it_has_proven() -> None:
     fleet = Fleet(one_variant(), replicas=2)
     fleet.run(0.0, 420.0, rps=1.5, latency_ms=500.0)
     assert [(d.action, d.replicas) for d in fleet.changes] == [("ScaleDown", 1)]
+
+
+
+def _starting(phases: list[tuple[float, int]], *, ready: int, latency_ms: float = 4000.0) -> Fleet:
+    """`ready` replicas Ready while the engine adds more (their start-up outlasts the run), at 4 times the 1 s
+    threshold throughout; the load in phases of (requests/s, cycles)."""
+    fleet = Fleet(one_variant(), replicas=ready)
+    rates = [rps for rps, cycles in phases for _ in range(cycles)]
+    for cycle, rps in enumerate(rates):
+        fleet.step(cycle * 15.0, rps, latency_ms=latency_ms, ready=ready)
+    return fleet
+
+
+def _capacity(fleet: Fleet) -> float | None:
+    return fleet.state.learned["big"].requests_per_second_per_replica
+
+
+def test_a_steady_breach_keeps_teaching_while_replicas_start() -> None:
+    # The Ready replica breaches at a level 3 req/s for 5 minutes, but most of it after the first scale-up (at
+    # 90 s). Learning that waited for the new replicas kept the capacity it had when it scaled up.
+    at_scale_up = _starting([(3.0, 6)], ready=1)
+    assert at_scale_up.decisions[-1].action == "ScaleUp"
+    later = _starting([(3.0, 20)], ready=1)
+    assert _capacity(later) < _capacity(at_scale_up)  # type: ignore[operator]
+
+
+def test_a_breach_while_replicas_start_lowers_capacity_in_proportion_at_most() -> None:
+    # Latency as high at 1.5 req/s a replica as at 3: the line through them has no capacity left at all (it would
+    # plan the budget's every replica), but what the replicas show is only that they carry at most
+    # 1.5 req/s x threshold / latency.
+    fleet = _starting([(6.0, 8), (3.0, 20)], ready=2)
+    assert _capacity(fleet) == pytest.approx(1.5 * 1000.0 / 4000.0)
+    assert fleet.replicas == 8
+
+
+def test_a_rising_load_while_replicas_start_teaches_no_more() -> None:
+    # After the scale-up, the load climbs by half a cycle: the latency of a ramp is the queue it leaves, not the
+    # replicas' capacity.
+    level = [(3.0, 8)]
+    rising = _starting(level + [(3.0 * 1.5 ** step, 1) for step in range(1, 6)], ready=1)
+    assert rising.state.learned["big"] == _starting(level, ready=1).state.learned["big"]
