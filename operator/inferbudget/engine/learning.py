@@ -22,7 +22,7 @@ different loads put the line's at none (without this, the bench's Mooncake budge
 the trace's last two minutes, from a warm start). Engine-only replays, from cold and warm starts: the example
 budget on the Mooncake trace 74.2% and 93.4% of the requests within the threshold ($3.49, $5.89) became 85.9%
 and 96.2% ($6.63, $8.45); the bench's Mooncake budget 94.36% and 98.65% ($4.88, $5.11) became 94.73% and 98.79%
-($5.80, $5.43); Azure's did not move, and the 14-day ServeGen trace cost $93 and $117 less in $32,900.
+($5.80, $5.43); Azure's moved by 3 cents, and the 14-day ServeGen trace cost $93 and $117 less in $32,900.
 
 A hint is a claim, and a scale-down acts on it only as far as the fleet has shown it: a scale-down plans each
 replica for at most MAX_EXTRAPOLATION times the highest load per replica seen served within the threshold
@@ -160,10 +160,9 @@ def track_fleet(state: EngineState, spec: InferenceBudgetSpec, observation: Obse
                 now: float) -> EngineState:
     """Note variant changes (swaps), failed rollouts, and start-up times, from what the workload shows."""
     previous = state.fleet
-    same_ready = previous is not None and (previous.variant, previous.ready) == (
-        observation.variant, observation.ready_replicas)
-    ready_since = (previous.ready_since if previous.ready_since is not None else previous.since) if (
-        previous is not None and same_ready) else now
+    ready_since = now
+    if previous is not None and (previous.variant, previous.ready) == (observation.variant, observation.ready_replicas):
+        ready_since = previous.ready_unchanged_since()
     fleet = Fleet(variant=observation.variant, desired=observation.desired_replicas,
                   ready=observation.ready_replicas, since=now, ready_since=ready_since)
     swapped = previous is not None and previous.variant is not None and previous.variant != fleet.variant
@@ -295,11 +294,10 @@ def _breach_while_starting(state: EngineState, spec: InferenceBudgetSpec, observ
     if not 0 < observation.ready_replicas < observation.desired_replicas:
         return False
     window_start = now - spec.latency.window_seconds
-    ready_since = fleet.ready_since if fleet.ready_since is not None else fleet.since
     rates = [rps for t, rps in state.rates if t > window_start] + [observation.requests_per_second or 0.0]
     mean = sum(rates) / len(rates)
     level = len(rates) >= MIN_LEVEL_SAMPLES and all(mean / (1 + JUMP) <= rps <= mean * (1 + JUMP) for rps in rates)
-    return ready_since <= window_start and level
+    return fleet.ready_unchanged_since() <= window_start and level
 
 
 def _bounded_step(current: float, target: float) -> float:

@@ -45,6 +45,10 @@ class Fleet(ApiModel):
     since: float
     ready_since: float | None = None  # the same variant has had `ready` Ready replicas since then (None: `since`)
 
+    def ready_unchanged_since(self) -> float:
+        """Since when the variant has had this many Ready replicas (a state saved before ready_since: `since`)."""
+        return self.since if self.ready_since is None else self.ready_since
+
 
 class Preference(ApiModel):
     """Another variant has been the better choice since `since` (the sustained evidence a swap needs)."""

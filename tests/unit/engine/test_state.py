@@ -6,13 +6,15 @@ from inferbudget.engine import EngineState, FailedRollout, decide
 
 from .builders import budget, seen
 
-# A day in the life of a budget: load rises, a variant becomes cheaper, metrics drop out, a rollout fails.
+# A day in the life of a budget: load rises, a variant becomes cheaper, metrics drop out, a rollout fails, and
+# a breach on the one Ready replica while the others start.
 SCENARIO: list[tuple[float, float | None, dict[str, object]]] = [
     *[(t * 15.0, 2.0 + t * 0.5, {}) for t in range(40)],
     *[(600.0 + t * 15.0, 22.0, {"latency_ms": 1400.0}) for t in range(20)],
     *[(900.0 + t * 15.0, None, {"metrics_available": False}) for t in range(8)],
     *[(1020.0 + t * 15.0, 5.0, {"failed_rollout": FailedRollout(variant="small", failed_at=1000.0)})
       for t in range(40)],
+    *[(1620.0 + t * 15.0, 12.0, {"latency_ms": 4000.0, "ready": 1}) for t in range(12)],
 ]
 
 
@@ -58,6 +60,11 @@ def test_the_json_uses_the_status_conventions() -> None:
 
 def test_no_saved_state_is_a_fresh_state() -> None:
     assert EngineState.from_json(None) == EngineState()
+
+
+def test_a_fleet_saved_before_ready_since_has_had_its_ready_replicas_since_it_last_changed() -> None:
+    state = EngineState.from_json({"version": 1, "fleet": {"variant": "big", "desired": 3, "ready": 2, "since": 100.0}})
+    assert state.fleet is not None and state.fleet.ready_unchanged_since() == 100.0
 
 
 def test_the_state_stays_small_over_a_long_run() -> None:
