@@ -374,7 +374,6 @@ def test_a_small_fleet_may_try_one_replica_fewer_than_it_has_proven() -> None:
     assert [(d.action, d.replicas) for d in fleet.changes] == [("ScaleDown", 1)]
 
 
-
 def _starting(phases: list[tuple[float, int]], *, ready: int, latency_ms: float = 4000.0) -> Fleet:
     """`ready` replicas Ready while the engine adds more (their start-up outlasts the run), at 4 times the 1 s
     threshold throughout; the load in phases of (requests/s, cycles)."""
@@ -385,8 +384,10 @@ def _starting(phases: list[tuple[float, int]], *, ready: int, latency_ms: float 
     return fleet
 
 
-def _capacity(fleet: Fleet) -> float | None:
-    return fleet.state.learned["big"].requests_per_second_per_replica
+def _capacity(fleet: Fleet) -> float:
+    capacity = fleet.state.learned["big"].requests_per_second_per_replica
+    assert capacity is not None
+    return capacity
 
 
 def test_a_steady_breach_keeps_teaching_while_replicas_start() -> None:
@@ -395,7 +396,7 @@ def test_a_steady_breach_keeps_teaching_while_replicas_start() -> None:
     at_scale_up = _starting([(3.0, 6)], ready=1)
     assert at_scale_up.decisions[-1].action == "ScaleUp"
     later = _starting([(3.0, 20)], ready=1)
-    assert _capacity(later) < _capacity(at_scale_up)  # type: ignore[operator]
+    assert _capacity(later) < _capacity(at_scale_up)
 
 
 def test_a_breach_while_replicas_start_lowers_capacity_in_proportion_at_most() -> None:
