@@ -69,7 +69,7 @@ def _target(key: str, namespace: str, spec: InferenceBudgetSpec, pods: dict[str,
     custom = None
     if spec.queries is not None:
         custom = CustomPromQL(spec.queries.latency, spec.queries.request_rate, spec.queries.memory,
-                              spec.queries.queue)
+                              spec.queries.queue, spec.queries.token_rate)
     of_variant = None if variant is None else frozenset(
         name for name, label in pods.items() if label == variant)
     return Target(key=key, namespace=namespace, pods=frozenset(pods), server=spec.server, signal=spec.latency.signal,

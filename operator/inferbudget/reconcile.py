@@ -63,6 +63,7 @@ def observation_of(workload: Workload, metrics: BudgetMetrics | None, latency: L
         requests_per_second=arriving(metrics, latency) if available and metrics else None,
         latency_ms=metrics.latency_ms if available and metrics else None,
         memory_per_replica_bytes=metrics.memory_per_replica_bytes if available and metrics else None,
+        tokens_per_request=metrics.tokens_per_request if available and metrics else None,
         variant=workload.variant,
         desired_replicas=workload.desired_replicas,
         ready_replicas=workload.ready_replicas,

@@ -20,6 +20,7 @@ def real_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[promet
 
 
 BUCKETS = (0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+REQUEST_TOKENS = (1000, 200)  # prompt, generated
 
 
 class VllmPods:
@@ -32,6 +33,8 @@ class VllmPods:
                              registry=self.registry)
         self.running = Gauge("vllm:num_requests_running", "running", labels, registry=self.registry)
         self.waiting = Gauge("vllm:num_requests_waiting", "waiting", labels, registry=self.registry)
+        self.prompt_tokens = Counter("vllm:prompt_tokens", "prompt tokens", labels, registry=self.registry)
+        self.generation_tokens = Counter("vllm:generation_tokens", "generated tokens", labels, registry=self.registry)
         self.fb_used = Gauge("DCGM_FI_DEV_FB_USED", "MiB", labels, registry=self.registry)
         self.ticks = Counter("ticks", "exporter ticks", registry=self.registry)
         self.port = free_port()
@@ -41,12 +44,16 @@ class VllmPods:
         self.load.start()
 
     def _serve_requests(self) -> None:
-        """Keeps counters rising so rates exist: every pod serves a request each tick, at its latency."""
+        """Keeps counters rising so rates exist: every pod serves a request each tick, at its latency, of
+        REQUEST_TOKENS (prompt, generated) for the budget's pods and ten times as many for the others."""
         latency = {("serving", "llama-0"): 0.8, ("serving", "llama-1"): 0.8, ("serving", "other-0"): 7.0,
                    ("elsewhere", "llama-0"): 7.0}
         while not self.stopping.wait(0.05):
             for (namespace, pod), seconds in latency.items():
+                scale = 1 if seconds < 1 else 10
                 self.e2e.labels(namespace, pod).observe(seconds)
+                self.prompt_tokens.labels(namespace, pod).inc(REQUEST_TOKENS[0] * scale)
+                self.generation_tokens.labels(namespace, pod).inc(REQUEST_TOKENS[1] * scale)
                 self.running.labels(namespace, pod).set(4)
             self.ticks.inc()
 

@@ -3,7 +3,7 @@
 import asyncio
 
 import pytest
-from tests.integration.conftest import VllmPods, target
+from tests.integration.conftest import REQUEST_TOKENS, VllmPods, target
 from tests.support.prometheus import Prometheus, free_port
 from tests.support.scripts import wait_until
 
@@ -37,6 +37,10 @@ def test_a_budget_sees_only_its_pods_with_exact_percentile_memory_and_queue(
     assert metrics.queue == 5
     assert metrics.memory_per_replica_bytes == 18 * 2**30
     assert metrics.newest_sample_time is not None
+    # Both token counters and the request count rise on every tick: their rates' ratio is the size of the budget's
+    # own requests (the other pods' are ten times as big), within a tick of 100 in the window (a scrape may fall
+    # between one counter's increment and the next's).
+    assert metrics.tokens_per_request == pytest.approx(sum(REQUEST_TOKENS), rel=0.03)
 
 
 def test_only_the_running_variants_pods_tell_its_memory(real_prometheus: Prometheus, pods: VllmPods) -> None:
@@ -56,7 +60,7 @@ def test_queries_per_cycle_do_not_grow_with_budgets(real_prometheus: Prometheus,
     many = [target(key=f"serving/b{i}", pods=frozenset({f"llama-{i % 2}"})) for i in range(50)]
     _, one_budget = observe_once(real_prometheus.url, many[:1])
     _, fifty_budgets = observe_once(real_prometheus.url, many)
-    assert one_budget == fifty_budgets == 5  # latency, rate, queue, memory, freshness
+    assert one_budget == fifty_budgets == 6  # latency, rate, token rate, queue, memory, freshness
 
 
 def test_pods_without_series_are_no_data_not_zero(real_prometheus: Prometheus, pods: VllmPods) -> None:

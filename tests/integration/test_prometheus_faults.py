@@ -60,4 +60,4 @@ def test_transient_errors_are_retried_within_one_cycle(proxy: FaultyProxy, pods:
     wait_until("metrics through the proxy", lambda: observe_through(proxy, budget).available, 60)
     proxy.mode, before = "error", proxy.requests
     assert not observe_through(proxy, budget).available
-    assert proxy.requests - before == 5 * 2, "each of the 5 queries tried twice (RetryPolicy(attempts=2))"
+    assert proxy.requests - before == 6 * 2, "each of the 6 queries tried twice (RetryPolicy(attempts=2))"

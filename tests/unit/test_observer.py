@@ -9,7 +9,7 @@ from inferbudget.metrics.client import PrometheusClient, Sample
 from inferbudget.metrics.observe import Target
 from inferbudget.observer import MAX_AGE_CYCLES, FleetObserver
 
-QUERIES_PER_BATCH = 4  # vLLM, no memory signal: latency buckets, request rate, queue, freshness
+QUERIES_PER_BATCH = 5  # vLLM, no memory signal: latency buckets, request rate, token rate, queue, freshness
 
 
 class CountingPrometheus(PrometheusClient):

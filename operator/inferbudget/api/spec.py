@@ -68,6 +68,9 @@ class CustomQueries(ApiModel):
     request_rate: PromQL = Field(description="Requests per second arriving at each pod.")
     memory: PromQL | None = Field(None, description="Memory in use per pod, in bytes (optional).")
     queue: PromQL | None = Field(None, description="Requests waiting per pod (optional).")
+    token_rate: PromQL | None = Field(
+        None, description="Prompt plus generated tokens per second at each pod over $window (optional): with "
+        "it, a request counts as its size, so longer requests count as more load.")
 
 
 class LatencyBudget(ApiModel):

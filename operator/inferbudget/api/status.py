@@ -59,7 +59,8 @@ class DecisionRecord(ApiModel):
 
 class LearnedVariant(ApiModel):
     requests_per_second_per_replica: float | None = Field(
-        None, description="Learned requests per second one replica serves within the latency budget.")
+        None, description="Learned requests per second one replica serves within the latency budget, in requests "
+        "of engineState.requestTokens tokens where the server counts tokens.")
     startup_seconds: float | None = Field(None, description="Learned seconds from a new pod to Ready.")
     samples: int = Field(0, ge=0, description="How many observations the estimates rest on.")
     breached_at: float | None = Field(

@@ -14,6 +14,7 @@
    meanwhile the running variant is paced as in 7.
 7. Pace the running variant: up at once, capped per step, to what the forecast needs; down only to what the
    scale-down window's peak needs, capped per step, once a whole window has been observed.
+Loads are counted in requests of the size first seen, so that longer requests count as more load (engine.work).
 When no option meets every budget, the decision aims at the least bad one (see engine.planning) and its reason
 is Infeasible.
 """
@@ -42,6 +43,7 @@ from inferbudget.engine.planning import Loads, Option, Plan, plan
 from inferbudget.engine.state import EngineState, PredictionRecord, Preference
 from inferbudget.engine.swapping import hard_breach, swap, swap_wait
 from inferbudget.engine.window import highest, lowest, remember
+from inferbudget.engine.work import in_reference_requests, remember_size, size_note
 
 DEFAULT_CYCLE_SECONDS = 30.0  # until two cycles have been seen
 
@@ -58,11 +60,15 @@ def decide(spec: InferenceBudgetSpec, observation: Observation, state: EngineSta
         paused = hold(spec, observation.variant, observation.desired_replicas, "Paused",
                       "spec.paused is true: nothing is decided", feasible=None)
         return paused, state
-    observation = observation.plausible()
+    measured = observation.plausible()
+    state = remember_size(state, measured, spec.latency.window_seconds)
+    observation = in_reference_requests(measured, state.request_tokens)
     blindness = _blindness(spec, observation, now)
     state = _remember(spec, observation, state, now, blind=blindness is not None)
     cycle = Cycle(spec, observation, state, now)
     decision, preferred = _rules(cycle, blindness)
+    if blindness is None:
+        decision = replace(decision, message=decision.message + size_note(measured, state.request_tokens))
     return decision, _after(state, decision, preferred, now)
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 # (holding, as when blind) rather than planning with arithmetic that overflows to inf, which the status could not
 # even be written with (JSON has no inf).
 MAX_REQUESTS_PER_SECOND = 1e9
+MAX_TOKENS_PER_REQUEST = 1e9
 LATENCY_MS_RANGE = (1e-6, 1e9)  # a nanosecond to eleven days; 0 is kept (nothing measured)
 
 
@@ -36,6 +37,7 @@ class Observation:
     requests_per_second: float | None
     latency_ms: float | None  # None also when there was no traffic to measure
     memory_per_replica_bytes: int | None = None  # the largest replica's memory in use
+    tokens_per_request: float | None = None  # mean prompt + generated tokens over the window (engine.work)
     variant: str | None  # the variant in the workload's pod template (None: not labelled yet)
     desired_replicas: int  # spec.replicas of the workload
     ready_replicas: int
@@ -45,12 +47,13 @@ class Observation:
 
     def plausible(self) -> "Observation":
         """This observation with implausible figures (see MAX_REQUESTS_PER_SECOND) as missing."""
-        rate, latency = self.requests_per_second, self.latency_ms
+        rate, latency, tokens = self.requests_per_second, self.latency_ms, self.tokens_per_request
         low, high = LATENCY_MS_RANGE
         return replace(
             self,
             requests_per_second=rate if rate is None or 0 <= rate <= MAX_REQUESTS_PER_SECOND else None,
-            latency_ms=latency if latency is None or latency == 0 or low <= latency <= high else None)
+            latency_ms=latency if latency is None or latency == 0 or low <= latency <= high else None,
+            tokens_per_request=tokens if tokens is None or 0 < tokens <= MAX_TOKENS_PER_REQUEST else None)
 
     def per_replica_rate(self) -> float | None:
         """Requests per second each Ready replica carries, when both are known."""

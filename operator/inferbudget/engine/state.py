@@ -86,6 +86,7 @@ class EngineState(ApiModel):
     failures: dict[str, float] = Field(default_factory=dict)  # variant -> when its rollout failed
     learned: dict[str, LearnedVariant] = Field(default_factory=dict)
     fits: dict[str, LatencyFit] = Field(default_factory=dict)
+    request_tokens: float | None = None  # the request size loads and capacities count in (engine.work)
     blind_since: float | None = None  # metrics missing or stale since then
     last_prediction: PredictionRecord | None = None
 
@@ -96,11 +97,11 @@ class EngineState(ApiModel):
         windows and trend say nothing about the old one's, so that bookkeeping starts afresh (cautiously: a
         whole window is observed again before any scale-down, and no swap cooldown is inherited). What was
         learned about the variants (capacity, the latency fits, failed rollouts within their back-off) is
-        about the model and the hardware, not the object, and is kept."""
+        about the model and the hardware, not the object, and is kept, with the request size it is counted in."""
         if self.target in (None, uid):
             return self.model_copy(update={"target": uid})
         return EngineState(target=uid, learned=self.learned, fits=self.fits, failures=self.failures,
-                           cycle_seconds=self.cycle_seconds)
+                           cycle_seconds=self.cycle_seconds, request_tokens=self.request_tokens)
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON data for status.engineState."""

@@ -27,6 +27,7 @@ class CustomPromQL:
     request_rate: str
     memory: str | None = None
     queue: str | None = None
+    token_rate: str | None = None
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class BudgetMetrics:
 
     latency_ms: float | None = None
     requests_per_second: float | None = None
+    tokens_per_second: float | None = None  # prompt + generated (None: the server exports no token counters)
     queue: float | None = None
     memory_per_replica_bytes: int | None = None
     newest_sample_time: float | None = None
@@ -63,6 +65,13 @@ class BudgetMetrics:
     @property
     def available(self) -> bool:
         return not self.problems and self.requests_per_second is not None
+
+    @property
+    def tokens_per_request(self) -> float | None:
+        """The mean size of the requests served over the window, when both rates are known and not zero."""
+        if not self.tokens_per_second or not self.requests_per_second:
+            return None
+        return self.tokens_per_second / self.requests_per_second
 
 
 @dataclass
@@ -115,6 +124,7 @@ class _Plan:
 
     latency: LatencyQuery
     request_rate: str
+    token_rate: str | None
     queue: str | None
     memory: str | None
     freshness: str | None
@@ -129,7 +139,7 @@ def _plan(target: Target, namespaces: list[str]) -> _Plan:
         return _custom_plan(target, window)
     preset = PRESETS[target.server]
     return _Plan(preset.latency(target.signal, namespaces, window), preset.request_rate(namespaces, window),
-                 preset.queue(namespaces), memory, preset.freshness(namespaces))
+                 preset.token_rate(namespaces, window), preset.queue(namespaces), memory, preset.freshness(namespaces))
 
 
 def _custom_plan(target: Target, window: str) -> _Plan:
@@ -147,7 +157,7 @@ def _custom_plan(target: Target, window: str) -> _Plan:
     request_rate = fill(target.custom.request_rate)
     assert request_rate is not None
     return _Plan(LatencyQuery(fill(target.custom.latency) or "", "value"), request_rate,
-                 fill(target.custom.queue), fill(target.custom.memory), None)
+                 fill(target.custom.token_rate), fill(target.custom.queue), fill(target.custom.memory), None)
 
 
 def _summarise(target: Target, plan: _Plan, results: _Results) -> BudgetMetrics:
@@ -163,6 +173,7 @@ def _summarise(target: Target, plan: _Plan, results: _Results) -> BudgetMetrics:
     return BudgetMetrics(
         latency_ms=_latency_ms(plan.latency, latency_samples, target.quantile),
         requests_per_second=sum(s.value for s in rate_samples),
+        tokens_per_second=_total(plan.token_rate, results, target),
         queue=_total(plan.queue, results, target),
         memory_per_replica_bytes=_largest(plan.memory, results, target),
         newest_sample_time=_newest(plan.freshness, results, target, rate_samples),
@@ -212,7 +223,8 @@ async def observe(client: PrometheusClient, targets: list[Target]) -> dict[str, 
             continue
         plans[target.key] = shared[alike]
     wanted = {promql for plan in plans.values()
-              for promql in (plan.latency.promql, plan.request_rate, plan.queue, plan.memory, plan.freshness)
+              for promql in (plan.latency.promql, plan.request_rate, plan.token_rate, plan.queue, plan.memory,
+                             plan.freshness)
               if promql}
     results = await _run_all(client, wanted)
     observed = {key: _summarise(t, plans[key], results) for t in targets if (key := t.key) in plans}

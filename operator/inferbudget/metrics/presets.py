@@ -1,6 +1,6 @@
 """Query presets per model server, one small adapter each behind one interface (like KEDA's scalers).
 
-A preset turns a signal (e2e, ttft, itl, queue latency; request rate; queue; KV-cache use; freshness)
+A preset turns a signal (e2e, ttft, itl, queue latency; request rate; token rate; queue; KV-cache use; freshness)
 into PromQL over a set of namespaces, grouped by (namespace, pod), so that ONE query per signal serves
 every budget of that server: the observer splits the result by each target's pods. Latency comes back as
 histogram bucket rates (`le` label) so that the percentile over a budget's pods is computed exactly from
@@ -47,6 +47,11 @@ class Preset:
     def request_rate(self, namespaces: list[str], window: str) -> str:
         raise NotImplementedError
 
+    def token_rate(self, namespaces: list[str], window: str) -> str | None:
+        """Prompt and generated tokens per second, per pod: how big the requests are (engine.work). None: the
+        server exports no token counters, and every request counts as one."""
+        return None
+
     def queue(self, namespaces: list[str]) -> str | None:
         return None
 
@@ -70,6 +75,11 @@ class VLLM(Preset):
         select = matchers(namespace=namespaces)
         return f"sum by (namespace, pod) (rate(vllm:e2e_request_latency_seconds_count{{{select}}}[{window}]))"
 
+    def token_rate(self, namespaces: list[str], window: str) -> str:
+        select = matchers(namespace=namespaces)
+        return (f"sum by (namespace, pod) (rate(vllm:prompt_tokens_total{{{select}}}[{window}])) + "
+                f"sum by (namespace, pod) (rate(vllm:generation_tokens_total{{{select}}}[{window}]))")
+
     def queue(self, namespaces: list[str]) -> str:
         return f"sum by (namespace, pod) (vllm:num_requests_waiting{{{matchers(namespace=namespaces)}}})"
 
@@ -92,6 +102,11 @@ class TGI(Preset):
     def request_rate(self, namespaces: list[str], window: str) -> str:
         select = matchers(namespace=namespaces)
         return f"sum by (namespace, pod) (rate(tgi_request_count{{{select}}}[{window}]))"
+
+    def token_rate(self, namespaces: list[str], window: str) -> str:
+        select = matchers(namespace=namespaces)
+        return (f"sum by (namespace, pod) (rate(tgi_request_input_length_sum{{{select}}}[{window}])) + "
+                f"sum by (namespace, pod) (rate(tgi_request_generated_tokens_sum{{{select}}}[{window}]))")
 
     def queue(self, namespaces: list[str]) -> str:
         return f"sum by (namespace, pod) (tgi_queue_size{{{matchers(namespace=namespaces)}}})"

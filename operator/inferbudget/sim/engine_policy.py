@@ -50,8 +50,9 @@ class EnginePolicy:
 
 
 def observation_from(spec: InferenceBudgetSpec, obs: FleetObservation) -> Observation:
-    """What the operator would observe: the request rate and the budget's percentile of its signal over the
-    budget's latency window (latency.windowSeconds, the range of the operator's PromQL), memory unless declared.
+    """What the operator would observe: the request rate, the tokens per request and the budget's percentile of
+    its signal over the budget's latency window (latency.windowSeconds, the range of the operator's PromQL), memory
+    unless declared.
     (Until 2026-11-28 the replay fed the engine the last 15 s cycle's figures: quicker to show a burst, and
     noisier, than anything the operator reads.)"""
     available = obs.metrics_available
@@ -60,12 +61,14 @@ def observation_from(spec: InferenceBudgetSpec, obs: FleetObservation) -> Observ
         rate, percentiles = obs.over_window(spec.latency.signal)
         latency = percentiles.at(spec.latency.percentile)
     measured_memory = spec.memory is None or spec.memory.signal != "declared"
+    tokens = obs.window_tokens_per_request
     memory = obs.memory_per_replica_gib * GIB if available and measured_memory else 0.0
     return Observation(
         sampled_at=obs.time_s if available else None,
         requests_per_second=rate if available else None,
         latency_ms=None if math.isnan(latency) else latency,
         memory_per_replica_bytes=int(memory) if memory > 0 else None,
+        tokens_per_request=tokens if available and tokens > 0 else None,
         variant=obs.variant,
         desired_replicas=obs.desired_replicas,
         ready_replicas=obs.ready_replicas,

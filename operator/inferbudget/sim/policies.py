@@ -66,6 +66,7 @@ class FleetObservation:
     waiting_requests: float  # queued (vllm:num_requests_waiting) at the end of the cycle
     rollout_in_progress: bool  # pods of another variant than `variant` still exist
     metrics_available: bool = True  # False: Prometheus returned nothing this cycle (scalar fields are stale)
+    window_tokens_per_request: float = 0.0  # prompt + generated, over the observation window (0: no requests)
     requests_per_second_series: FloatArray = field(default_factory=lambda: np.zeros(0))
     concurrency_series: FloatArray = field(default_factory=lambda: np.zeros(0))  # running + waiting
     ready_series: FloatArray = field(default_factory=lambda: np.zeros(0))  # Ready replicas

@@ -387,6 +387,11 @@ class _Replay:
         ready_end = {name: int(count[end - 1]) for name, count in chunk.ready.items()}
         self.recent.append((chunk, offset, end))
         recent = tuple(self.recent) if len(self.recent) > 1 else None  # None: the window is this cycle
+        window_requests = window_tokens = 0.0
+        for part, first, last in self.recent:
+            window_requests += float(self.trace.requests[part.start + first : part.start + last].sum())
+            window_tokens += float(self.trace.input_tokens[part.start + first : part.start + last].sum()
+                                   + self.trace.output_tokens[part.start + first : part.start + last].sum())
         return FleetObservation(
             time_s=stop * bin_s,
             window_s=window,
@@ -407,6 +412,7 @@ class _Replay:
             ready_series=chunk.ready_total[offset:end],
             latency_source=lambda signal: self._percentiles(((chunk, offset, end),), signal),
             window_source=None if recent is None else lambda signal: self._over(recent, signal),
+            window_tokens_per_request=window_tokens / window_requests if window_requests > 0 else 0.0,
         )
 
     def _over(self, parts: tuple[tuple[_Chunk, int, int], ...], signal: str) -> tuple[float, LatencyPercentiles]:

@@ -41,6 +41,8 @@ def test_the_observation_is_what_the_operator_would_read() -> None:
     assert observation.latency_ms == 900.0  # the budget's p95
     assert observation.memory_per_replica_bytes == 30 * 2**30
     assert (observation.variant, observation.desired_replicas, observation.ready_replicas) == ("fp8-h100", 3, 2)
+    assert observation_from(spec, fleet_observation(window_tokens_per_request=1100.0)).tokens_per_request == 1100.0
+    assert observation.tokens_per_request is None  # no request in the window: no size
 
 
 def test_the_engine_reads_rate_and_latency_over_its_budget_latency_window() -> None:
@@ -60,6 +62,8 @@ def test_unavailable_metrics_reach_the_engine_as_missing() -> None:
     observation = observation_from(spec, fleet_observation(metrics_available=False))
     assert observation.sampled_at is None and observation.requests_per_second is None
     assert not observation.metrics_available
+    blind = observation_from(spec, fleet_observation(metrics_available=False, window_tokens_per_request=1100.0))
+    assert blind.tokens_per_request is None
 
 
 def test_no_finished_request_means_no_latency() -> None:

@@ -85,3 +85,12 @@ def test_no_observations_means_unknown_not_zero() -> None:
     assert quantile(0.95, [(0.5, 0.0), (math.inf, 0.0)]) is None
     assert quantile(0.95, []) is None
     assert quantile(0.95, [(0.5, 3.0)]) is None  # no +Inf bucket: not a complete histogram
+
+
+def test_token_rates_add_prompt_and_generated_tokens_per_pod_where_the_server_counts_them() -> None:
+    vllm = PRESETS["vllm"].token_rate(["s"], "60s")
+    assert vllm is not None and "vllm:prompt_tokens_total" in vllm and "vllm:generation_tokens_total" in vllm
+    assert vllm.count("by (namespace, pod)") == 2 and " + " in vllm
+    tgi = PRESETS["tgi"].token_rate(["s"], "60s")
+    assert tgi is not None and "tgi_request_input_length_sum" in tgi and "tgi_request_generated_tokens_sum" in tgi
+    assert PRESETS["triton"].token_rate(["s"], "60s") is None  # no token counters: requests count one each

@@ -172,6 +172,19 @@ def test_each_cycle_observes_the_trace_summed_over_exactly_its_own_bins(profile:
         assert np.array_equal(obs.requests_per_second_series, trace.requests[start:stop])
 
 
+def test_the_size_of_the_requests_is_read_over_the_observation_window(profile: FleetProfile) -> None:
+    # The operator's tokens per request: rate(prompt + generated tokens[60s]) / rate(requests[60s]).
+    trace = _uneven_trace(15 * 12)
+    policy = Scripted({0: FleetTarget("fp8-h100", 4)})
+    policy.observation_window_s = 60.0  # type: ignore[attr-defined]
+    replay(trace, profile, BUDGET, policy)
+    for obs in policy.seen[4:]:  # once a whole window has been observed
+        stop = round(obs.time_s)
+        window = slice(stop - 60, stop)
+        tokens = trace.input_tokens[window].sum() + trace.output_tokens[window].sum()
+        assert obs.window_tokens_per_request == pytest.approx(tokens / trace.requests[window].sum(), rel=1e-12)
+
+
 def test_a_run_without_its_series_scores_exactly_as_one_with_them(profile: FleetProfile) -> None:
     # Tuning runs keep no series; what they report must not depend on it.
     trace = _uneven_trace(1800)
