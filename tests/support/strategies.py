@@ -680,6 +680,7 @@ class Cycle:
     not_ready: int = 0  # replicas not Ready (yet)
     failed_rollout: bool = False  # the running variant's rollout failed this cycle
     backend_down: bool = False  # Prometheus could not be queried at all
+    tokens: float | None = None  # prompt + generated tokens per request (None: no token rate)
 
 
 def observed(cycle: Cycle, variant: str | None, replicas: int, now: float) -> Observation:
@@ -689,7 +690,8 @@ def observed(cycle: Cycle, variant: str | None, replicas: int, now: float) -> Ob
                        requests_per_second=cycle.rps, latency_ms=cycle.latency_ms,
                        memory_per_replica_bytes=cycle.memory_bytes, variant=variant, desired_replicas=replicas,
                        ready_replicas=max(replicas - cycle.not_ready, 0), rollout_in_progress=cycle.rollout,
-                       failed_rollout=failed, metrics_available=cycle.rps is not None and not cycle.backend_down)
+                       failed_rollout=failed, metrics_available=cycle.rps is not None and not cycle.backend_down,
+                       tokens_per_request=cycle.tokens)
 
 
 cycles = st.builds(  # a plausible fleet: the engine's property tests
@@ -699,6 +701,7 @@ cycles = st.builds(  # a plausible fleet: the engine's property tests
     latency_ms=st.one_of(st.none(), st.floats(50, 5000, allow_nan=False)),
     rollout=st.sampled_from((False, False, False, True)),
     sample_age=st.sampled_from((0.0,) * 6 + (200.0, 4000.0)),  # stale beyond staleAfterSeconds (default 180 s)
+    tokens=st.one_of(st.none(), st.floats(50, 20_000)),
 )
 EXTREMES = st.sampled_from((0.0, 5e-324, 1e-300, 1e300, sys.float_info.max))
 extreme_cycles = st.builds(  # any figures a broken exporter or a huge fleet could give, NaN and inf aside
@@ -712,6 +715,7 @@ extreme_cycles = st.builds(  # any figures a broken exporter or a huge fleet cou
     not_ready=st.sampled_from((0, 0, 0, 1, 1000)),
     failed_rollout=st.sampled_from((False,) * 9 + (True,)),
     backend_down=st.sampled_from((False,) * 9 + (True,)),
+    tokens=st.one_of(st.none(), st.floats(0, 1e12), EXTREMES),
 )
 
 

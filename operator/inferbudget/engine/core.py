@@ -60,15 +60,16 @@ def decide(spec: InferenceBudgetSpec, observation: Observation, state: EngineSta
         paused = hold(spec, observation.variant, observation.desired_replicas, "Paused",
                       "spec.paused is true: nothing is decided", feasible=None)
         return paused, state
-    measured = observation.plausible()
-    state = remember_size(state, measured, spec.latency.window_seconds)
-    observation = in_reference_requests(measured, state.request_tokens)
+    observation = observation.plausible()
     blindness = _blindness(spec, observation, now)
+    if blindness is None:
+        state = remember_size(state, observation, spec.latency.window_seconds)
+    observation = in_reference_requests(observation, state)
     state = _remember(spec, observation, state, now, blind=blindness is not None)
     cycle = Cycle(spec, observation, state, now)
     decision, preferred = _rules(cycle, blindness)
-    if blindness is None:
-        decision = replace(decision, message=decision.message + size_note(measured, state.request_tokens))
+    if say.LOAD_UNIT in decision.message:  # the message names a load, counted in requests of the reference size
+        decision = replace(decision, message=decision.message + size_note(state))
     return decision, _after(state, decision, preferred, now)
 
 

@@ -12,8 +12,11 @@ def latency(ms: float | None) -> str:
     return f"{ms / 1000:.1f}s" if ms >= 1000 else f"{ms:.0f}ms"
 
 
+LOAD_UNIT = "req/s"
+
+
 def rate(rps: float) -> str:
-    return f"{rps:.1f} req/s" if rps >= 1 else f"{rps:.2f} req/s"
+    return f"{rps:.1f} {LOAD_UNIT}" if rps >= 1 else f"{rps:.2f} {LOAD_UNIT}"
 
 
 def money(amount: Decimal) -> str:

@@ -87,6 +87,7 @@ class EngineState(ApiModel):
     learned: dict[str, LearnedVariant] = Field(default_factory=dict)
     fits: dict[str, LatencyFit] = Field(default_factory=dict)
     request_tokens: float | None = None  # the request size loads and capacities count in (engine.work)
+    recent_request_tokens: float | None = None  # the latest size measured, which the load is counted at
     blind_since: float | None = None  # metrics missing or stale since then
     last_prediction: PredictionRecord | None = None
 
@@ -101,7 +102,8 @@ class EngineState(ApiModel):
         if self.target in (None, uid):
             return self.model_copy(update={"target": uid})
         return EngineState(target=uid, learned=self.learned, fits=self.fits, failures=self.failures,
-                           cycle_seconds=self.cycle_seconds, request_tokens=self.request_tokens)
+                           cycle_seconds=self.cycle_seconds, request_tokens=self.request_tokens,
+                           recent_request_tokens=self.recent_request_tokens)
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON data for status.engineState."""
