@@ -168,19 +168,12 @@ def test_while_over_budget_the_load_is_the_completions_plus_the_queue_drained_ov
 
 
 def test_the_size_of_the_requests_reaches_the_engine() -> None:
-    sized = BudgetMetrics(latency_ms=400, requests_per_second=15, tokens_per_second=15 * 1000,
+    sized = BudgetMetrics(latency_ms=400, requests_per_second=15, tokens_per_request=1000,
                           newest_sample_time=NOW - 5, pods_reporting=2)
     first = run(spec(), metrics=sized)  # 15 req/s at 10 a replica: the 2 replicas there are
     assert first.decision is not None and first.decision.action == "None"
-    doubled = BudgetMetrics(latency_ms=400, requests_per_second=15, tokens_per_second=15 * 2000,
+    doubled = BudgetMetrics(latency_ms=400, requests_per_second=15, tokens_per_request=2000,
                             newest_sample_time=NOW + 10, pods_reporting=2)
     second = run(spec(), first.status, metrics=doubled, now=NOW + 15)
     assert second.decision is not None and second.decision.action == "ScaleUp" and second.decision.replicas == 3
     assert second.figures is not None and second.figures.requests_per_second == 15  # the status says what arrived
-
-
-def test_a_size_needs_both_rates() -> None:
-    assert BudgetMetrics(requests_per_second=4, tokens_per_second=4800).tokens_per_request == 1200
-    assert BudgetMetrics(requests_per_second=4).tokens_per_request is None  # no token counters
-    assert BudgetMetrics(requests_per_second=0, tokens_per_second=0).tokens_per_request is None  # idle
-    assert BudgetMetrics(tokens_per_second=4800).tokens_per_request is None

@@ -55,7 +55,7 @@ class BudgetMetrics:
 
     latency_ms: float | None = None
     requests_per_second: float | None = None
-    tokens_per_second: float | None = None  # prompt + generated (None: the server exports no token counters)
+    tokens_per_request: float | None = None  # prompt + generated, mean over the window (None: no token rate)
     queue: float | None = None
     memory_per_replica_bytes: int | None = None
     newest_sample_time: float | None = None
@@ -65,13 +65,6 @@ class BudgetMetrics:
     @property
     def available(self) -> bool:
         return not self.problems and self.requests_per_second is not None
-
-    @property
-    def tokens_per_request(self) -> float | None:
-        """The mean size of the requests served over the window, when both rates are known and not zero."""
-        if not self.tokens_per_second or not self.requests_per_second:
-            return None
-        return self.tokens_per_second / self.requests_per_second
 
 
 @dataclass
@@ -173,7 +166,7 @@ def _summarise(target: Target, plan: _Plan, results: _Results) -> BudgetMetrics:
     return BudgetMetrics(
         latency_ms=_latency_ms(plan.latency, latency_samples, target.quantile),
         requests_per_second=sum(s.value for s in rate_samples),
-        tokens_per_second=_total(plan.token_rate, results, target),
+        tokens_per_request=_tokens_per_request(results.own(plan.token_rate, target), rate_samples),
         queue=_total(plan.queue, results, target),
         memory_per_replica_bytes=_largest(plan.memory, results, target),
         newest_sample_time=_newest(plan.freshness, results, target, rate_samples),
@@ -193,6 +186,14 @@ def _latency_ms(query: LatencyQuery, samples: list[Sample], q: float) -> float |
 def _total(promql: str | None, results: _Results, target: Target) -> float | None:
     samples = results.own(promql, target)
     return sum(s.value for s in samples) if samples else None
+
+
+def _tokens_per_request(token_samples: list[Sample], rate_samples: list[Sample]) -> float | None:
+    """Tokens over requests of the pods that report both (a pod without token counters would make the requests
+    look smaller); None when no pod does or none served a request."""
+    with_tokens = {(s.label("namespace"), s.label("pod")) for s in token_samples}
+    served = sum(s.value for s in rate_samples if (s.label("namespace"), s.label("pod")) in with_tokens)
+    return sum(s.value for s in token_samples) / served if served > 0 else None
 
 
 def _largest(promql: str | None, results: _Results, target: Target) -> int | None:

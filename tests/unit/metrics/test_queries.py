@@ -7,7 +7,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from inferbudget.metrics.client import Sample
 from inferbudget.metrics.histogram import quantile
+from inferbudget.metrics.observe import _tokens_per_request
 from inferbudget.metrics.presets import PRESETS, UnsupportedSignal, memory_query
 from inferbudget.metrics.promql import quote, regex_any_of
 
@@ -94,3 +96,14 @@ def test_token_rates_add_prompt_and_generated_tokens_per_pod_where_the_server_co
     tgi = PRESETS["tgi"].token_rate(["s"], "60s")
     assert tgi is not None and "tgi_request_input_length_sum" in tgi and "tgi_request_generated_tokens_sum" in tgi
     assert PRESETS["triton"].token_rate(["s"], "60s") is None  # no token counters: requests count one each
+
+
+def _per_pod(**values: float) -> list[Sample]:
+    return [Sample((("namespace", "s"), ("pod", pod)), value, 0.0) for pod, value in values.items()]
+
+
+def test_the_size_of_the_requests_is_tokens_over_the_requests_of_the_pods_that_count_tokens() -> None:
+    requests = _per_pod(a=2.0, b=2.0, c=6.0)  # c counts no tokens: its requests would make the size look smaller
+    assert _tokens_per_request(_per_pod(a=2000.0, b=2800.0), requests) == 1200.0
+    assert _tokens_per_request([], requests) is None  # no token rate at all
+    assert _tokens_per_request(_per_pod(a=0.0), _per_pod(a=0.0)) is None  # nothing served in the window
