@@ -24,7 +24,9 @@ REQUEST_TOKENS = (1000, 200)  # prompt, generated
 
 
 class VllmPods:
-    """Pods exporting vLLM's metric names with namespace and pod labels, as a scraped fleet would."""
+    """Pods exporting vLLM's metric names with namespace and pod labels, as a scraped fleet would; and one pod,
+    serving/tgi-0, exporting TGI's (histograms of prompt and generated lengths, a request counter without the
+    _total suffix, as TGI's Rust exporter writes it)."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -37,6 +39,11 @@ class VllmPods:
         self.generation_tokens = Counter("vllm:generation_tokens", "generated tokens", labels, registry=self.registry)
         self.fb_used = Gauge("DCGM_FI_DEV_FB_USED", "MiB", labels, registry=self.registry)
         self.ticks = Counter("ticks", "exporter ticks", registry=self.registry)
+        self.tgi_duration = Histogram("tgi_request_duration", "e2e", labels, buckets=BUCKETS, registry=self.registry)
+        self.tgi_count = Gauge("tgi_request_count", "requests", labels, registry=self.registry)
+        self.tgi_input = Histogram("tgi_request_input_length", "prompt tokens", labels, registry=self.registry)
+        self.tgi_generated = Histogram("tgi_request_generated_tokens", "generated", labels, registry=self.registry)
+        self.tgi_queue = Gauge("tgi_queue_size", "waiting", labels, registry=self.registry)
         self.port = free_port()
         self.server = serve_metrics(self.registry, "127.0.0.1", self.port)
         self.stopping = threading.Event()
@@ -55,6 +62,11 @@ class VllmPods:
                 self.prompt_tokens.labels(namespace, pod).inc(REQUEST_TOKENS[0] * scale)
                 self.generation_tokens.labels(namespace, pod).inc(REQUEST_TOKENS[1] * scale)
                 self.running.labels(namespace, pod).set(4)
+            self.tgi_duration.labels("serving", "tgi-0").observe(0.8)
+            self.tgi_count.labels("serving", "tgi-0").inc()
+            self.tgi_input.labels("serving", "tgi-0").observe(REQUEST_TOKENS[0])
+            self.tgi_generated.labels("serving", "tgi-0").observe(REQUEST_TOKENS[1])
+            self.tgi_queue.labels("serving", "tgi-0").set(1)
             self.ticks.inc()
 
     def stop(self) -> None:

@@ -43,6 +43,20 @@ def test_a_budget_sees_only_its_pods_with_exact_percentile_memory_and_queue(
     assert metrics.tokens_per_request == pytest.approx(sum(REQUEST_TOKENS), rel=0.03)
 
 
+def test_a_tgi_budget_reads_the_size_of_its_requests_from_the_length_histograms(
+        real_prometheus: Prometheus, pods: VllmPods) -> None:
+    tgi = target(key="serving/tgi", pods=frozenset({"tgi-0"}), server="tgi", memory_signal=None)
+
+    def ready() -> BudgetMetrics | None:
+        metrics = observe_once(real_prometheus.url, [tgi])[0]["serving/tgi"]
+        return metrics if metrics.available and metrics.tokens_per_request is not None else None
+
+    metrics = wait_until("two scrapes of the exporter", ready, 60)
+    assert metrics.tokens_per_request == pytest.approx(sum(REQUEST_TOKENS), rel=0.03)  # within a tick, as above
+    assert metrics.latency_ms == pytest.approx(975.0)  # every request 0.8 s: the (0.5, 1.0] bucket's p95
+    assert metrics.queue == 1
+
+
 def test_only_the_running_variants_pods_tell_its_memory(real_prometheus: Prometheus, pods: VllmPods) -> None:
     # llama-0 (18 GiB) is a pod of the variant swapped out, still draining: its requests count, its memory not.
     swapped = target(variant_pods=frozenset({"llama-1"}))
