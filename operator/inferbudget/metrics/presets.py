@@ -76,9 +76,7 @@ class VLLM(Preset):
         return f"sum by (namespace, pod) (rate(vllm:e2e_request_latency_seconds_count{{{select}}}[{window}]))"
 
     def token_rate(self, namespaces: list[str], window: str) -> str:
-        select = matchers(namespace=namespaces)
-        return (f"sum by (namespace, pod) (rate(vllm:prompt_tokens_total{{{select}}}[{window}])) + "
-                f"sum by (namespace, pod) (rate(vllm:generation_tokens_total{{{select}}}[{window}]))")
+        return _rates_added(("vllm:prompt_tokens_total", "vllm:generation_tokens_total"), namespaces, window)
 
     def queue(self, namespaces: list[str]) -> str:
         return f"sum by (namespace, pod) (vllm:num_requests_waiting{{{matchers(namespace=namespaces)}}})"
@@ -104,9 +102,7 @@ class TGI(Preset):
         return f"sum by (namespace, pod) (rate(tgi_request_count{{{select}}}[{window}]))"
 
     def token_rate(self, namespaces: list[str], window: str) -> str:
-        select = matchers(namespace=namespaces)
-        return (f"sum by (namespace, pod) (rate(tgi_request_input_length_sum{{{select}}}[{window}])) + "
-                f"sum by (namespace, pod) (rate(tgi_request_generated_tokens_sum{{{select}}}[{window}]))")
+        return _rates_added(("tgi_request_input_length_sum", "tgi_request_generated_tokens_sum"), namespaces, window)
 
     def queue(self, namespaces: list[str]) -> str:
         return f"sum by (namespace, pod) (tgi_queue_size{{{matchers(namespace=namespaces)}}})"
@@ -140,6 +136,13 @@ class Triton(Preset):
     def queue(self, namespaces: list[str]) -> str:
         select = matchers(namespace=namespaces)
         return f"sum by (namespace, pod) (nv_inference_pending_request_count{{{select}}})"
+
+
+def _rates_added(counters: tuple[str, str], namespaces: list[str], window: str) -> str:
+    """The two counters' rates added, per pod (a pod missing either has no result)."""
+    select = matchers(namespace=namespaces)
+    first, second = (f"sum by (namespace, pod) (rate({counter}{{{select}}}[{window}]))" for counter in counters)
+    return f"{first} + {second}"
 
 
 PRESETS: dict[str, Preset] = {preset.server: preset for preset in (VLLM(), TGI(), Triton())}

@@ -387,11 +387,10 @@ class _Replay:
         ready_end = {name: int(count[end - 1]) for name, count in chunk.ready.items()}
         self.recent.append((chunk, offset, end))
         recent = tuple(self.recent) if len(self.recent) > 1 else None  # None: the window is this cycle
-        window_requests = window_tokens = 0.0
-        for part, first, last in self.recent:
-            window_requests += float(self.trace.requests[part.start + first : part.start + last].sum())
-            window_tokens += float(self.trace.input_tokens[part.start + first : part.start + last].sum()
-                                   + self.trace.output_tokens[part.start + first : part.start + last].sum())
+        in_window = slice(interval + 1 - len(self.recent), interval + 1)  # the intervals in self.recent
+        window_requests = float(self.interval_requests[in_window].sum())
+        window_tokens = float(self.interval_input_tokens[in_window].sum()
+                              + self.interval_output_tokens[in_window].sum())
         return FleetObservation(
             time_s=stop * bin_s,
             window_s=window,
