@@ -49,6 +49,10 @@ def test_rising_load_scales_up_then_latency_returns_within_budget(
     assert replicas >= 3
     assert (operator_metric(operator, "inferbudget_decisions_total", action="ScaleUp", **labels) or 0) >= 1
     assert operator_metric(operator, "inferbudget_budget_breached", dimension="latency", **labels) == 0
+    # the twin's length histograms, through Prometheus: every request of its trace is 1000 + 100 tokens
+    engine = scenario.status()["engineState"]
+    assert engine["requestTokens"] == pytest.approx(1100, rel=0.01)
+    assert engine["recentRequestTokens"] == pytest.approx(1100, rel=0.01)
 
 
 def test_memory_over_budget_swaps_to_a_variant_that_fits(

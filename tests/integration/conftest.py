@@ -21,6 +21,8 @@ def real_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[promet
 
 BUCKETS = (0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 REQUEST_TOKENS = (1000, 200)  # prompt, generated
+LENGTH_BUCKETS = (100, 1000, 10000)
+IN_FLIGHT = 2  # vLLM's token counters also count the tokens of requests still running: here, twice as many
 
 
 class VllmPods:
@@ -35,6 +37,10 @@ class VllmPods:
                              registry=self.registry)
         self.running = Gauge("vllm:num_requests_running", "running", labels, registry=self.registry)
         self.waiting = Gauge("vllm:num_requests_waiting", "waiting", labels, registry=self.registry)
+        self.request_prompt = Histogram("vllm:request_prompt_tokens", "finished requests' prompts", labels,
+                                        buckets=LENGTH_BUCKETS, registry=self.registry)
+        self.request_generation = Histogram("vllm:request_generation_tokens", "finished requests' generations", labels,
+                                            buckets=LENGTH_BUCKETS, registry=self.registry)
         self.prompt_tokens = Counter("vllm:prompt_tokens", "prompt tokens", labels, registry=self.registry)
         self.generation_tokens = Counter("vllm:generation_tokens", "generated tokens", labels, registry=self.registry)
         self.fb_used = Gauge("DCGM_FI_DEV_FB_USED", "MiB", labels, registry=self.registry)
@@ -51,16 +57,19 @@ class VllmPods:
         self.load.start()
 
     def _serve_requests(self) -> None:
-        """Keeps counters rising so rates exist: every pod serves a request each tick, at its latency, of
-        REQUEST_TOKENS (prompt, generated) for the budget's pods and ten times as many for the others."""
+        """Keeps counters rising so rates exist: every pod finishes a request each tick, at its latency, of
+        REQUEST_TOKENS (prompt, generated) for the budget's pods and ten times as many for the others; its token
+        counters rise by IN_FLIGHT times more, the tokens computed for requests not finished yet."""
         latency = {("serving", "llama-0"): 0.8, ("serving", "llama-1"): 0.8, ("serving", "other-0"): 7.0,
                    ("elsewhere", "llama-0"): 7.0}
         while not self.stopping.wait(0.05):
             for (namespace, pod), seconds in latency.items():
                 scale = 1 if seconds < 1 else 10
                 self.e2e.labels(namespace, pod).observe(seconds)
-                self.prompt_tokens.labels(namespace, pod).inc(REQUEST_TOKENS[0] * scale)
-                self.generation_tokens.labels(namespace, pod).inc(REQUEST_TOKENS[1] * scale)
+                self.request_prompt.labels(namespace, pod).observe(REQUEST_TOKENS[0] * scale)
+                self.request_generation.labels(namespace, pod).observe(REQUEST_TOKENS[1] * scale)
+                self.prompt_tokens.labels(namespace, pod).inc(REQUEST_TOKENS[0] * scale * (1 + IN_FLIGHT))
+                self.generation_tokens.labels(namespace, pod).inc(REQUEST_TOKENS[1] * scale * (1 + IN_FLIGHT))
                 self.running.labels(namespace, pod).set(4)
             self.tgi_duration.labels("serving", "tgi-0").observe(0.8)
             self.tgi_count.labels("serving", "tgi-0").inc()

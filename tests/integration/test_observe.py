@@ -37,9 +37,10 @@ def test_a_budget_sees_only_its_pods_with_exact_percentile_memory_and_queue(
     assert metrics.queue == 5
     assert metrics.memory_per_replica_bytes == 18 * 2**30
     assert metrics.newest_sample_time is not None
-    # Both token counters and the request count rise on every tick: their rates' ratio is the size of the budget's
-    # own requests (the other pods' are ten times as big), within a tick of 100 in the window (a scrape may fall
-    # between one counter's increment and the next's).
+    # The length histograms' sums and the request count rise on every tick: their rates' ratio is the size of the
+    # budget's own finished requests (the other pods' are ten times as big; the token counters, which count
+    # in-flight work too, three times), within a tick of 100 in the window (a scrape may fall between one
+    # series' increment and the next's).
     assert metrics.tokens_per_request == pytest.approx(sum(REQUEST_TOKENS), rel=0.03)
 
 

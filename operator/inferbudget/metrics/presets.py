@@ -76,7 +76,12 @@ class VLLM(Preset):
         return f"sum by (namespace, pod) (rate(vllm:e2e_request_latency_seconds_count{{{select}}}[{window}]))"
 
     def token_rate(self, namespaces: list[str], window: str) -> str:
-        return _rates_added(("vllm:prompt_tokens_total", "vllm:generation_tokens_total"), namespaces, window)
+        """The sums of the finished requests' length histograms: they count a request's tokens when it
+        finishes, as the e2e histogram's count (the request rate) counts it. vLLM's prompt/generation token
+        counters count tokens as they are computed, in-flight requests' too, and an overloaded window would
+        read large requests."""
+        return _rates_added(("vllm:request_prompt_tokens_sum", "vllm:request_generation_tokens_sum"), namespaces,
+                            window)
 
     def queue(self, namespaces: list[str]) -> str:
         return f"sum by (namespace, pod) (vllm:num_requests_waiting{{{matchers(namespace=namespaces)}}})"

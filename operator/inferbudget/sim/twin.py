@@ -4,8 +4,9 @@ It watches the targets of the InferenceBudgets on the API server — their Ready
 inferbudget.io/variant label — replays a trace (or a per-workload rate set by the annotation
 twin.inferbudget.io/requests-per-second on the Deployment) across those pods, runs the simulator's fleet model
 for each group of same-variant pods every tick, and serves what vLLM would export, per pod: latency histograms
-with vLLM's bucket bounds, running and waiting requests, KV-cache use, and DCGM GPU memory that follows the
-variant. So the operator under test sees its own decisions come back as metrics, through a real Prometheus.
+with vLLM's bucket bounds, histograms of the finished requests' prompt and generated lengths, token counters,
+running and waiting requests, KV-cache use, and DCGM GPU memory that follows the variant. So the operator
+under test sees its own decisions come back as metrics, through a real Prometheus.
 """
 
 import logging
@@ -40,6 +41,14 @@ HISTOGRAMS = {  # signal -> (vLLM metric name, bounds)
     "itl": ("vllm:inter_token_latency_seconds", ITL_BOUNDS),
     "queue": ("vllm:request_queue_time_seconds", E2E_BOUNDS),
 }
+# vLLM's 1-2-5 bounds up to Llama-3.1's 131,072-token context, for the lengths of finished requests
+LENGTH_BOUNDS = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0, 20000.0,
+                 50000.0, 100000.0)
+LENGTHS = {  # part -> vLLM metric name; recorded when a request finishes, as its e2e latency is
+    "prompt": "vllm:request_prompt_tokens",
+    "generation": "vllm:request_generation_tokens",
+}
+BOUNDS = {name: bounds for name, bounds in HISTOGRAMS.values()} | dict.fromkeys(LENGTHS.values(), LENGTH_BOUNDS)
 
 
 @dataclass
@@ -47,8 +56,8 @@ class PodSeries:
     """Cumulative counters and current gauges of one simulated pod."""
 
     buckets: dict[str, np.ndarray] = field(default_factory=lambda: {
-        signal: np.zeros(len(bounds) + 1) for signal, (_, bounds) in HISTOGRAMS.items()})
-    sums: dict[str, float] = field(default_factory=lambda: dict.fromkeys(HISTOGRAMS, 0.0))
+        name: np.zeros(len(bounds) + 1) for name, bounds in BOUNDS.items()})
+    sums: dict[str, float] = field(default_factory=lambda: dict.fromkeys(BOUNDS, 0.0))
     prompt_tokens: float = 0.0
     generation_tokens: float = 0.0
     running: float = 0.0
@@ -57,12 +66,13 @@ class PodSeries:
     memory_mib: float = 0.0
     model: str = ""
 
-    def observe(self, signal: str, latencies: np.ndarray, counts: np.ndarray) -> None:
-        """Adds `counts[i]` requests of latency `latencies[i]` (counts may be fractional: expected values)."""
-        bounds = HISTOGRAMS[signal][1]
-        slots = np.searchsorted(bounds, latencies, side="left")
-        self.buckets[signal] += np.bincount(slots, weights=counts, minlength=len(bounds) + 1)
-        self.sums[signal] += float(np.dot(latencies, counts))
+    def observe(self, name: str, values: np.ndarray, counts: np.ndarray) -> None:
+        """Adds `counts[i]` requests of `values[i]` to histogram `name` (a metric name of BOUNDS; counts may be
+        fractional: expected values)."""
+        bounds = BOUNDS[name]
+        slots = np.searchsorted(bounds, values, side="left")
+        self.buckets[name] += np.bincount(slots, weights=counts, minlength=len(bounds) + 1)
+        self.sums[name] += float(np.dot(values, counts))
 
 
 class FleetCollector:
@@ -74,21 +84,21 @@ class FleetCollector:
 
     def render(self) -> bytes:
         """The pods' series in the Prometheus text format, written directly: prometheus-client makes an object
-        of every sample, which takes minutes for the 330,000 samples of 3,000 pods (the scale benchmark), far
+        of every sample, which takes minutes for the 417,000 samples of 3,000 pods (the scale benchmark), far
         past any scrape timeout."""
         lines: list[str] = []
         with self.lock:
             pods = [(_labels(namespace=ns, pod=pod, model_name=series.model), _labels(namespace=ns, pod=pod, gpu="0"),
                      series) for (ns, pod), series in self.pods.items()]
-            for signal, (name, bounds) in HISTOGRAMS.items():
-                lines.append(f"# HELP {name} vLLM {signal} latency (simulated)\n# TYPE {name} histogram")
+            for name, bounds in BOUNDS.items():
+                lines.append(f"# HELP {name} (simulated)\n# TYPE {name} histogram")
                 edges = [*(repr(float(b)) for b in bounds), "+Inf"]
                 for labels, _, series in pods:
-                    cumulative = np.cumsum(series.buckets[signal]).tolist()
+                    cumulative = np.cumsum(series.buckets[name]).tolist()
                     lines.extend(f'{name}_bucket{{{labels},le="{le}"}} {count!r}'
                                  for le, count in zip(edges, cumulative, strict=True))
                     lines.append(f"{name}_count{{{labels}}} {cumulative[-1]!r}")
-                    lines.append(f"{name}_sum{{{labels}}} {series.sums[signal]!r}")
+                    lines.append(f"{name}_sum{{{labels}}} {series.sums[name]!r}")
             for name, attribute, kind, text in SIMPLE:
                 sample = f"{name}_total" if kind == "counter" else name
                 lines.append(f"# HELP {sample} {text}\n# TYPE {sample} {kind}")
@@ -225,11 +235,16 @@ class Twin:
         self.backlog[key] = float(outcome.backlog[-1])
         served_per_pod = float(outcome.served[-1]) / len(pods)
         counts = served_per_pod * self.sample.weights
+        # the sample's lengths scaled to this moment's means, so the histograms' sums are the tokens served
+        prompts = self.sample.inputs * (mean_in / max(self.sample.mean_input, 1e-9))
+        generations = self.sample.outputs * (mean_out / max(self.sample.mean_output, 1e-9))
         with self.collector.lock:
             for pod in pods:
                 series = self.collector.pods.setdefault((workload.namespace, pod), PodSeries(model=model.name))
-                for signal in HISTOGRAMS:
-                    series.observe(signal, np.asarray(outcome.latency(signal)[-1], dtype=float), counts)
+                for signal, (name, _) in HISTOGRAMS.items():
+                    series.observe(name, np.asarray(outcome.latency(signal)[-1], dtype=float), counts)
+                series.observe(LENGTHS["prompt"], prompts, counts)
+                series.observe(LENGTHS["generation"], generations, counts)
                 series.prompt_tokens += served_per_pod * mean_in
                 series.generation_tokens += served_per_pod * mean_out
                 series.running = float(outcome.running[-1]) / len(pods)

@@ -91,7 +91,9 @@ def test_no_observations_means_unknown_not_zero() -> None:
 
 def test_token_rates_add_prompt_and_generated_tokens_per_pod_where_the_server_counts_them() -> None:
     vllm = PRESETS["vllm"].token_rate(["s"], "60s")
-    assert vllm is not None and "vllm:prompt_tokens_total" in vllm and "vllm:generation_tokens_total" in vllm
+    # vLLM: the sums of the length histograms recorded as requests finish, as the request rate counts them
+    assert vllm is not None and "vllm:request_prompt_tokens_sum" in vllm
+    assert "vllm:request_generation_tokens_sum" in vllm and "_tokens_total" not in vllm
     assert vllm.count("by (namespace, pod)") == 2 and " + " in vllm
     tgi = PRESETS["tgi"].token_rate(["s"], "60s")
     assert tgi is not None and "tgi_request_input_length_sum" in tgi and "tgi_request_generated_tokens_sum" in tgi

@@ -14,7 +14,8 @@ def parsed(collector: FleetCollector) -> dict[str, list[tuple[str, dict[str, str
 def test_each_pod_exports_cumulative_histograms_gauges_counters_and_gpu_memory() -> None:
     collector = FleetCollector()
     series = PodSeries(model="llama-bf16", running=3.0, waiting=1.5, kv_usage=0.25, memory_mib=18432.0)
-    series.observe("e2e", np.array([0.4, 0.9, 100.0]), np.array([2.0, 1.0, 0.5]))
+    series.observe("vllm:e2e_request_latency_seconds", np.array([0.4, 0.9, 100.0]), np.array([2.0, 1.0, 0.5]))
+    series.observe("vllm:request_prompt_tokens", np.array([300.0, 3000.0]), np.array([2.0, 0.5]))
     series.prompt_tokens, series.generation_tokens = 1000.0, 100.0
     collector.pods[("serving", "llama-0")] = series
     collector.pods[("other", "x-0")] = PodSeries(model='odd "model"\\name')
@@ -33,6 +34,13 @@ def test_each_pod_exports_cumulative_histograms_gauges_counters_and_gpu_memory()
     assert ("vllm:num_requests_running", pod, 3.0) in families["vllm:num_requests_running"]
     assert ("vllm:num_requests_waiting", pod, 1.5) in families["vllm:num_requests_waiting"]
     assert ("vllm:kv_cache_usage_perc", pod, 0.25) in families["vllm:kv_cache_usage_perc"]
+    prompts = {(name, labels.get("le")): value for name, labels, value in families["vllm:request_prompt_tokens"]
+               if labels["pod"] == "llama-0"}
+    assert (prompts[("vllm:request_prompt_tokens_bucket", "200.0")], prompts[("vllm:request_prompt_tokens_bucket",
+            "500.0")], prompts[("vllm:request_prompt_tokens_bucket", "5000.0")]) == (0, 2, 2.5)
+    assert prompts[("vllm:request_prompt_tokens_sum", None)] == 2 * 300.0 + 0.5 * 3000.0
+    assert prompts[("vllm:request_prompt_tokens_count", None)] == 2.5
+    assert {labels["pod"] for _, labels, _ in families["vllm:request_generation_tokens"]} == {"llama-0", "x-0"}
     assert ("vllm:prompt_tokens_total", pod, 1000.0) in families["vllm:prompt_tokens"]
     assert ("vllm:generation_tokens_total", pod, 100.0) in families["vllm:generation_tokens"]
     assert ("DCGM_FI_DEV_FB_USED", {"namespace": "serving", "pod": "llama-0", "gpu": "0"}, 18432.0) in \
