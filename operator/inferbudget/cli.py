@@ -1,4 +1,4 @@
-"""The `inferbudget` command line: validate manifests now; run, simulate, explain and twin as they land."""
+"""The `inferbudget` command line: validate, run, simulate and twin."""
 
 import argparse
 import json

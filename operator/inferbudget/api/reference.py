@@ -46,10 +46,9 @@ def _rows(schema: Schema, path: str, required: set[str]) -> list[str]:
         description = _cell(child.get("description", ""))
         needed = "yes" if name in required else ""
         rows.append(f"| `{field_path}` | {_type(child)} | {needed} | {description} | {_constraints(child)} |")
-        nested = child.get("items", child) if child.get("type") == "array" else child
+        nested, suffix = (child.get("items", child), "[]") if child.get("type") == "array" else (child, "")
         if isinstance(nested.get("additionalProperties"), dict):
-            nested = nested["additionalProperties"]
-        suffix = "[]" if child.get("type") == "array" else ""
+            nested, suffix = nested["additionalProperties"], suffix + "[key]"  # a map: its values' fields
         rows += _rows(nested, field_path + suffix, set(nested.get("required", [])))
     return rows
 

@@ -59,10 +59,9 @@ class TargetRef(ApiModel):
 
 
 class CustomQueries(ApiModel):
-    """PromQL for `server: custom`. Placeholders replaced before each query: $namespace (the budget's
-    namespace), $pods (a regex matching exactly the target's pods), $quantile (the latency percentile as
-    a fraction, e.g. 0.95) and $window (the latency window, e.g. 60s). Each query must return one series
-    per pod with `namespace` and `pod` labels."""
+    """Placeholders replaced before each query: $namespace (the budget's namespace), $pods (a regex matching
+    exactly the target's pods), $quantile (the latency percentile as a fraction, e.g. 0.95) and $window (the
+    latency window, e.g. 60s). Each query must return one series per pod with `namespace` and `pod` labels."""
 
     latency: PromQL = Field(description="Latency at $quantile over $window, in seconds, per pod.")
     request_rate: PromQL = Field(description="Requests per second arriving at each pod.")
@@ -152,8 +151,7 @@ class Resources(ApiModel):
 
 
 class ContainerOverride(ApiModel):
-    """What a swap to this variant writes into the target container. Fields left out are kept as they are
-    in the workload; env entries are merged by name."""
+    """Fields left out are kept as they are in the workload; env entries are merged by name."""
 
     image: Annotated[str, MaxLen(512)] | None = Field(None, description="Container image of this variant.")
     args: Annotated[list[Annotated[str, MaxLen(1024)]], MaxLen(64)] | None = Field(

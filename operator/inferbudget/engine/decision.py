@@ -35,7 +35,7 @@ Reason = Literal[
     "Paused",
 ]
 
-# One line per reason: what it means. docs/concepts.md and `inferbudget explain` show these.
+# One line per reason: what it means. docs/concepts.md shows these.
 REASONS: dict[Reason, str] = {
     "WithinBudget": "the current variant and replica count carry the load within every budget; nothing to do",
     "ReplicasStarting": "the replicas asked for carry the planned load but some are still starting; the latency "

@@ -1,6 +1,6 @@
 """Query presets per model server, one small adapter each behind one interface (like KEDA's scalers).
 
-A preset turns a signal (e2e, ttft, itl, queue latency; request rate; token rate; queue; KV-cache use; freshness)
+A preset turns a signal (e2e, ttft, itl, queue latency; request rate; token rate; queue; freshness)
 into PromQL over a set of namespaces, grouped by (namespace, pod), so that ONE query per signal serves
 every budget of that server: the observer splits the result by each target's pods. Latency comes back as
 histogram bucket rates (`le` label) so that the percentile over a budget's pods is computed exactly from
@@ -85,12 +85,6 @@ class VLLM(Preset):
 
     def queue(self, namespaces: list[str]) -> str:
         return f"sum by (namespace, pod) (vllm:num_requests_waiting{{{matchers(namespace=namespaces)}}})"
-
-    def kv_cache(self, namespaces: list[str]) -> str:
-        """KV-cache use 0..1; vLLM renamed gpu_cache_usage_perc to kv_cache_usage_perc, so take either."""
-        select = matchers(namespace=namespaces)
-        return (f"max by (namespace, pod) (vllm:kv_cache_usage_perc{{{select}}}) or "
-                f"max by (namespace, pod) (vllm:gpu_cache_usage_perc{{{select}}})")
 
 
 class TGI(Preset):

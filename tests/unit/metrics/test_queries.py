@@ -41,13 +41,11 @@ def test_injection_through_a_namespace_stays_inside_the_string() -> None:
     assert re.fullmatch(unquote(literal.group(1)), hostile)
 
 
-def test_vllm_preset_reads_its_histograms_and_falls_back_to_the_old_kv_cache_name() -> None:
+def test_vllm_preset_reads_its_histograms() -> None:
     vllm = PRESETS["vllm"]
     assert "vllm:time_to_first_token_seconds_bucket" in vllm.latency("ttft", ["s"], "60s").promql
     assert "vllm:inter_token_latency_seconds_bucket" in vllm.latency("itl", ["s"], "60s").promql
     assert "by (namespace, pod, le)" in vllm.latency("e2e", ["s"], "60s").promql
-    kv = vllm.kv_cache(["s"])  # type: ignore[attr-defined]
-    assert "vllm:kv_cache_usage_perc" in kv and " or " in kv and "vllm:gpu_cache_usage_perc" in kv
 
 
 def test_each_preset_refuses_a_signal_it_cannot_measure_and_names_what_it_can() -> None:
