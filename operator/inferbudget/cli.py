@@ -158,8 +158,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             if progress is not None:
                 progress(0.0, f"loading {args.trace}")
             trace = load_trace(args.trace, time_scale=args.time_scale, seed=args.seed)
-            context = RunContext(trace, load_profile(args.profile), load_budget(args.budget), progress,
-                                 start=args.start)
+            budget = load_budget(args.budget, attainment_target=args.attainment)
+            context = RunContext(trace, load_profile(args.profile), budget, progress, start=args.start)
             if "inferbudget" in names:
                 for line in misleading_hints(context.budget, context.profile, trace):
                     print(("\r\033[K" if progress is not None else "") + f"note: {line}", file=sys.stderr)
@@ -240,6 +240,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction between 0 and 1 (0.99 for 99%), got {text!r}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -284,6 +294,10 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--seed", type=int, default=0, help="seed of synthesised arrivals (ServeGen)")
     simulate.add_argument("--start", choices=("cold", "warm"), default="cold",
                           help="fleet at t=0: cold (about replicas.min) or warm (sized for the first 5 minutes)")
+    simulate.add_argument("--attainment", type=_fraction, default=0.99, metavar="FRACTION",
+                          help="share of requests within the latency threshold that meets the SLO: the baselines "
+                          "are tuned to their cheapest run reaching it and the oracle plans for it "
+                          "(default %(default)s; 0.95 to compare at a p95 budget's own percentile)")
     simulate.add_argument("--jobs", type=_positive_int, default=None, metavar="N",
                           help="policies run in N worker processes at once (default: one per core)")
     simulate.add_argument("--json", action="store_true", help="print JSON for other tools")

@@ -2,9 +2,10 @@
 
 It knows the whole trace. For every control interval and every allowed variant it evaluates candidate replica
 counts with the fleet model and records cost and SLO misses; a Lagrangian relaxation then picks, per interval,
-the option minimising cost + mu * misses, with mu set by bisection so that the trace's misses use up exactly the
-budget (1 - attainment target) of requests; the suite's `run_oracle` plans again with that budget corrected by
-what the replay missed, until the replay spends it. Pods are started one start-up time before they are needed (a
+the option minimising cost + mu * misses, with a variant kept until a swap pays for itself (a Viterbi pass, see
+_stable_variants), and mu set by bisection so that the plan's misses use up exactly the budget (1 - attainment
+target) of requests; the suite's `run_oracle` plans again with that budget corrected by what the replay missed,
+until the replay spends it. Pods are started one start-up time before they are needed (a
 pod that will be needed within its start-up time is kept), and a variant change rolls out with 100% surge.
 
 It is a lower bound in the sense that matters for the comparison: it spends the SLO's slack where it saves the
@@ -15,6 +16,7 @@ backlog of the previous one, and start-up overlap costs are added after the choi
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +28,7 @@ from inferbudget.sim.policies import FleetObservation, FleetTarget
 from inferbudget.sim.traces import FloatArray, Trace
 
 CANDIDATES = 12  # replica counts evaluated per interval and variant
+PLANNED_PRICE_STEPS = 20  # bisections of the miss price over whole plans, when the free choice's price is too low
 BLOCK_INTERVALS = 4000  # intervals evaluated at once (bounds memory: block x bins x sample size)
 
 
@@ -98,17 +101,40 @@ def plan_oracle(
         if miss_share is None
         else miss_share * trace.total_requests
     )
-    mu = _miss_price(costs, misses, allowed)
-    variant, option = _stable_variants(costs + mu * misses, replicas, models, choices.interval_s)
     rows = np.arange(costs.shape[0])
+
+    def free_misses(mu: float) -> float:
+        """Misses of each interval's cheapest option at price mu, variants free to change every interval."""
+        return float(misses[rows, np.argmin(costs + mu * misses, axis=1)].sum())
+
+    def planned_misses(mu: float) -> float:
+        return _plan_misses(misses, *_stable_variants(costs, misses, mu, replicas, models))
+
+    mu = _miss_price(free_misses, allowed, low=0.0, high=1.0, steps=50)
+    if planned_misses(mu) > allowed:
+        # Kept on one variant where the free choice would swap back and forth (a swap costs start-ups), the
+        # plan runs intervals on a variant the price was not set for, whose cheapest option at that price may
+        # miss every request; and a swap's new pods serve the interval before it. Raise the price until the
+        # plan itself fits (each try runs the swap planning).
+        mu = _miss_price(planned_misses, allowed, low=mu, high=max(4.0 * mu, 1e-6), steps=PLANNED_PRICE_STEPS)
+    variant, option = _stable_variants(costs, misses, mu, replicas, models)
     asked, billed = _with_startup(variant, replicas[rows, option], models, choices.interval_s)
     return OracleSchedule(
         interval_s=choices.interval_s,
         variants=tuple(model.name for model in models),
         variant_index=asked,
         replicas=billed,
-        planned_misses=float(misses[rows, option].sum()),
+        planned_misses=_plan_misses(misses, variant, option),
     )
+
+
+def _plan_misses(misses: FloatArray, variant: npt.NDArray[np.int64], option: npt.NDArray[np.int64]) -> float:
+    """The requests a plan misses: each interval's chosen option's, and at a swap the interval before it served
+    by the new variant's pods where they miss more (see _stable_variants)."""
+    rows = np.arange(len(option))
+    swaps = np.flatnonzero(variant[1:] != variant[:-1]) + 1
+    extra = np.maximum(misses[swaps - 1, option[swaps]] - misses[swaps - 1, option[swaps - 1]], 0.0)
+    return float(misses[rows, option].sum() + extra.sum())
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,18 +221,15 @@ def _misses(
     return out
 
 
-def _miss_price(costs: FloatArray, misses: FloatArray, allowed: float) -> float:
-    """The smallest price per missed request at which the cheapest options' misses fit within `allowed`."""
-
-    def total_misses(mu: float) -> float:
-        choice = np.argmin(costs + mu * misses, axis=1)
-        return float(misses[np.arange(len(choice)), choice].sum())
-
-    low, high = 0.0, 1.0
+def _miss_price(total_misses: Callable[[float], float], allowed: float, *, low: float, high: float,
+                steps: int) -> float:
+    """The smallest price per missed request, above `low`, at which `total_misses(price)` fits within `allowed`:
+    `high` is raised fourfold until it fits (or reaches 1e12), then `steps` bisections (of the ratio once low is
+    above zero, as prices span orders of magnitude)."""
     while total_misses(high) > allowed and high < 1e12:
-        high *= 4.0
-    for _ in range(50):
-        middle = (low + high) / 2
+        low, high = high, high * 4.0
+    for _ in range(steps):
+        middle = math.sqrt(low * high) if low > 0 else (low + high) / 2
         if total_misses(middle) > allowed:
             low = middle
         else:
@@ -215,22 +238,26 @@ def _miss_price(costs: FloatArray, misses: FloatArray, allowed: float) -> float:
 
 
 def _stable_variants(
-    objective: FloatArray, replicas: npt.NDArray[np.int64], models: list[VariantModel], interval_s: float
+    costs: FloatArray, misses: FloatArray, mu: float, replicas: npt.NDArray[np.int64], models: list[VariantModel]
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """Variant and option per interval minimising the objective plus the cost of each swap (Viterbi).
+    """Variant and option per interval minimising cost + mu * misses plus the price of each swap (Viterbi).
 
-    Without a swap cost the cheapest variant may alternate between near-equal options every interval, which
+    Without a swap price the cheapest variant may alternate between near-equal options every interval, which
     no rollout can follow. A swap costs the new variant's pods during their start-up, when the old ones still
-    serve.
+    serve; and the misses of the interval before it served by the new pods, which the rollout puts in service
+    as soon as they are Ready, up to an interval early (their start-up is rounded up to whole intervals).
     """
-    n, n_models = objective.shape[0], len(models)
-    per_variant = objective.reshape(n, n_models, CANDIDATES)
+    n, n_models = costs.shape[0], len(models)
+    per_variant = (costs + mu * misses).reshape(n, n_models, CANDIDATES)
     best_option = per_variant.argmin(axis=2)
     value = np.take_along_axis(per_variant, best_option[:, :, None], axis=2)[:, :, 0]
     rows = np.arange(n)[:, None]
     best_replicas = replicas.reshape(n, n_models, CANDIDATES)[rows, np.arange(n_models)[None, :], best_option]
     startup_cost = np.asarray([m.price_per_hour * m.startup_s / 3600.0 for m in models])
-    penalty = best_replicas * startup_cost[None, :]
+    chosen = np.arange(n_models)[None, :] * CANDIDATES + best_option  # (intervals, variants): column of each choice
+    early = np.zeros((n, n_models))
+    early[1:] = np.take_along_axis(misses[:-1], chosen[1:], axis=1)  # interval j-1's load on interval j's choice
+    penalty = best_replicas * startup_cost[None, :] + mu * early
     came_from = np.zeros((n, n_models), dtype=np.int64)
     total = value[0].copy()
     for j in range(1, n):

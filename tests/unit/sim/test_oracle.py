@@ -9,9 +9,9 @@ import pytest
 
 from inferbudget.sim.budget import SimBudget, load_budget
 from inferbudget.sim.fleet import FleetProfile
-from inferbudget.sim.oracle import oracle_choices, plan_oracle
+from inferbudget.sim.oracle import CANDIDATES, _plan_misses, _stable_variants, oracle_choices, plan_oracle
 from inferbudget.sim.suite import BASELINES, POLICY_RUNNERS, RunContext, TuningLog, run_oracle, tune_baseline
-from inferbudget.sim.traces import load_trace
+from inferbudget.sim.traces import Trace, load_trace
 
 from .conftest import stepped_trace
 
@@ -98,3 +98,43 @@ def test_plans_from_shared_choices_are_the_plans_made_from_scratch(profile: Flee
         assert shared.variants == alone.variants and shared.planned_misses == alone.planned_misses
         assert np.array_equal(shared.replicas, alone.replicas)
         assert np.array_equal(shared.variant_index, alone.variant_index)
+
+
+def test_a_plan_kept_on_one_variant_still_meets_the_target(profile: FleetProfile) -> None:
+    # At 10 req/s one A100 int8 replica is the cheapest fleet, at 30 req/s one H100 fp8 replica. Priced for
+    # variants free to change every interval, misses cost next to nothing (every interval has a fleet that
+    # misses none); a plan that keeps one variant, as swaps cost start-ups, then ran the A100 at 30 req/s with
+    # too few replicas and missed every request of the middle phase.
+    requests = np.repeat([10.0, 30.0, 10.0], 300)  # every request 1000 tokens in, 100 out
+    trace = Trace("steps", 1.0, 0.0, requests, requests * 1000, requests * 100, np.full(200, 1000.0),
+                  np.full(200, 100.0))
+    budget = load_budget()  # the example budget: p95 within 8 s, seven variants, H100 and A100
+    result = run_oracle(RunContext(trace, profile, budget))
+    assert result.meets(0.99)
+    one_fp8_replica = 900 * 3.24 / 3600  # what a policy that never swaps pays for the whole trace
+    assert result.cost < one_fp8_replica
+
+
+def _options(per_variant: list[list[float]]) -> np.ndarray:
+    """A (intervals, variants x CANDIDATES) table whose first option of each variant has the given values and
+    every other option is never chosen (a cost of 1000)."""
+    table = np.full((len(per_variant), len(per_variant[0]) * CANDIDATES), 1000.0)
+    for variant in range(len(per_variant[0])):
+        table[:, variant * CANDIDATES] = [row[variant] for row in per_variant]
+    return table
+
+
+def test_a_swap_is_priced_with_the_interval_its_new_pods_serve_before_it(profile: FleetProfile) -> None:
+    # New pods are Ready up to an interval before the swap (start-up rounded up to whole intervals), so they serve
+    # the interval before it. Variant 1 is free from the second interval on, but would miss 100 requests of the
+    # first: swapping to it at the second interval costs those misses; at the third, nothing.
+    models = [profile.variant("fp8-h100"), profile.variant("int8-w8a8-a100")]
+    costs = _options([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0]])
+    misses = np.zeros_like(costs)
+    misses[0, CANDIDATES] = 100.0
+    replicas = np.ones(costs.shape, dtype=np.int64)
+    variant, option = _stable_variants(costs, misses, 1.0, replicas, models)
+    assert variant.tolist() == [0, 0, 1]
+    # and a plan that swaps anyway counts them among its misses
+    assert _plan_misses(misses, np.array([0, 1, 1]), np.array([0, CANDIDATES, CANDIDATES])) == 100.0
+    assert _plan_misses(misses, variant, option) == 0.0

@@ -152,7 +152,21 @@ def test_an_unreadable_trace_is_a_clear_error(
     assert "Traceback" not in captured.err
 
 
-@pytest.mark.parametrize("option", [["--jobs", "0"], ["--time-scale", "0"]], ids=["jobs", "time-scale"])
+def test_the_baselines_are_tuned_to_the_attainment_asked_for(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rows = ["timestamp_s,input_tokens,output_tokens"]  # 5, 60, then 5 requests/s: a surge no policy fully meets
+    for start, seconds, rate in ((0, 120, 5), (120, 240, 60), (360, 120, 5)):
+        rows += [f"{start + second + k / rate:.3f},1000,100" for second in range(seconds) for k in range(rate)]
+    surge = tmp_path / "surge.csv"
+    surge.write_text("\n".join(rows) + "\n")
+    strict = simulate_json(capsys, "--trace", str(surge), "--policy", "keda", "--jobs", "1")[0]
+    lenient = simulate_json(capsys, "--trace", str(surge), "--policy", "keda", "--jobs", "1", "--attainment", "0.9")[0]
+    assert strict["slo_attainment_requests"] < 0.99  # none of its settings meets 99%: its best attainment is shown
+    assert lenient["slo_attainment_requests"] >= 0.9 and lenient["cost"] < strict["cost"]
+
+
+@pytest.mark.parametrize("option", [["--jobs", "0"], ["--time-scale", "0"], ["--attainment", "1"],
+                                    ["--attainment", "99"]], ids=["jobs", "time-scale", "attainment", "percent"])
 def test_a_value_out_of_range_is_a_usage_error(
         option: list[str], trace: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_:
