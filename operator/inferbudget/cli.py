@@ -296,8 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="fleet at t=0: cold (about replicas.min) or warm (sized for the first 5 minutes)")
     simulate.add_argument("--attainment", type=_fraction, default=0.99, metavar="FRACTION",
                           help="share of requests within the latency threshold that meets the SLO: the baselines "
-                          "are tuned to their cheapest run reaching it and the oracle plans for it "
-                          "(default %(default)s; 0.95 to compare at a p95 budget's own percentile)")
+                          "are tuned to their cheapest run reaching it, the oracle plans for it and a warm start "
+                          "sizes every policy's fleet for it (default %(default)s; 0.95 to compare at a p95 "
+                          "budget's own percentile)")
     simulate.add_argument("--jobs", type=_positive_int, default=None, metavar="N",
                           help="policies run in N worker processes at once (default: one per core)")
     simulate.add_argument("--json", action="store_true", help="print JSON for other tools")

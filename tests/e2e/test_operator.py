@@ -49,7 +49,8 @@ def test_rising_load_scales_up_then_latency_returns_within_budget(
     assert replicas >= 3
     assert (operator_metric(operator, "inferbudget_decisions_total", action="ScaleUp", **labels) or 0) >= 1
     assert operator_metric(operator, "inferbudget_budget_breached", dimension="latency", **labels) == 0
-    # the twin's length histograms, through Prometheus: every request of its trace is 1000 + 100 tokens
+    # the requests' size, read through Prometheus: every request of the twin's trace is 1000 + 100 tokens (a check
+    # of the path; which vLLM series it is read from is tests/integration/test_observe.py's)
     engine = scenario.status()["engineState"]
     assert engine["requestTokens"] == pytest.approx(1100, rel=0.01)
     assert engine["recentRequestTokens"] == pytest.approx(1100, rel=0.01)

@@ -29,6 +29,7 @@ from inferbudget.sim.traces import FloatArray, Trace
 
 CANDIDATES = 12  # replica counts evaluated per interval and variant
 PLANNED_PRICE_STEPS = 20  # bisections of the miss price over whole plans, when the free choice's price is too low
+MAX_MISS_PRICE = 1e12  # per missed request: a plan that misses more than allowed even at this price cannot do better
 BLOCK_INTERVALS = 4000  # intervals evaluated at once (bounds memory: block x bins x sample size)
 
 
@@ -102,39 +103,57 @@ def plan_oracle(
         else miss_share * trace.total_requests
     )
     rows = np.arange(costs.shape[0])
+    serves_early = _serves_early(models, choices.interval_s)
 
     def free_misses(mu: float) -> float:
         """Misses of each interval's cheapest option at price mu, variants free to change every interval."""
         return float(misses[rows, np.argmin(costs + mu * misses, axis=1)].sum())
 
-    def planned_misses(mu: float) -> float:
-        return _plan_misses(misses, *_stable_variants(costs, misses, mu, replicas, models))
+    def plan(mu: float) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        return _stable_variants(costs, misses, mu, replicas, models, serves_early)
 
     mu = _miss_price(free_misses, allowed, low=0.0, high=1.0, steps=50)
-    if planned_misses(mu) > allowed:
+    if _plan_misses(misses, *plan(mu), serves_early) > allowed and mu < MAX_MISS_PRICE:
         # Kept on one variant where the free choice would swap back and forth (a swap costs start-ups), the
         # plan runs intervals on a variant the price was not set for, whose cheapest option at that price may
         # miss every request; and a swap's new pods serve the interval before it. Raise the price until the
         # plan itself fits (each try runs the swap planning).
-        mu = _miss_price(planned_misses, allowed, low=mu, high=max(4.0 * mu, 1e-6), steps=PLANNED_PRICE_STEPS)
-    variant, option = _stable_variants(costs, misses, mu, replicas, models)
+        mu = _miss_price(lambda price: _plan_misses(misses, *plan(price), serves_early), allowed, low=mu,
+                         high=max(4.0 * mu, 1e-6), steps=PLANNED_PRICE_STEPS)
+    variant, option = plan(mu)
     asked, billed = _with_startup(variant, replicas[rows, option], models, choices.interval_s)
     return OracleSchedule(
         interval_s=choices.interval_s,
         variants=tuple(model.name for model in models),
         variant_index=asked,
         replicas=billed,
-        planned_misses=_plan_misses(misses, variant, option),
+        planned_misses=_plan_misses(misses, variant, option, serves_early),
     )
 
 
-def _plan_misses(misses: FloatArray, variant: npt.NDArray[np.int64], option: npt.NDArray[np.int64]) -> float:
-    """The requests a plan misses: each interval's chosen option's, and at a swap the interval before it served
-    by the new variant's pods where they miss more (see _stable_variants)."""
-    rows = np.arange(len(option))
+def _serves_early(models: list[VariantModel], interval_s: float) -> npt.NDArray[np.float64]:
+    """Per variant, 1 where its new pods go into service before the swap's interval: _with_startup asks for
+    them a start-up time rounded up to whole intervals early, so unless the start-up is a whole number of
+    intervals they are Ready, and serve, during the interval before the swap."""
+    return np.asarray([1.0 if model.startup_s % interval_s > 1e-9 else 0.0 for model in models])
+
+
+def _swap_misses(misses_before: FloatArray, old: npt.NDArray[np.int64] | int, new: npt.NDArray[np.int64] | int,
+                 serves_early: FloatArray | float) -> FloatArray:
+    """What a swap adds to the misses of the interval before it, which the new pods serve where they go into
+    service early: the misses of the new variant's option (`new`) beyond those of the old one's (`old`), both
+    column indexes into `misses_before` (that interval's row), with the new variants' `serves_early`."""
+    added: FloatArray = np.maximum(misses_before[new] - misses_before[old], 0.0) * serves_early
+    return added
+
+
+def _plan_misses(misses: FloatArray, variant: npt.NDArray[np.int64], option: npt.NDArray[np.int64],
+                 serves_early: FloatArray) -> float:
+    """The requests a plan misses: each interval's chosen option's, plus what each swap adds (_swap_misses)."""
     swaps = np.flatnonzero(variant[1:] != variant[:-1]) + 1
-    extra = np.maximum(misses[swaps - 1, option[swaps]] - misses[swaps - 1, option[swaps - 1]], 0.0)
-    return float(misses[rows, option].sum() + extra.sum())
+    added = sum(float(_swap_misses(misses[j - 1], int(option[j - 1]), int(option[j]), float(serves_early[variant[j]])))
+                for j in swaps)
+    return float(misses[np.arange(len(option)), option].sum()) + added
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,10 +242,14 @@ def _misses(
 
 def _miss_price(total_misses: Callable[[float], float], allowed: float, *, low: float, high: float,
                 steps: int) -> float:
-    """The smallest price per missed request, above `low`, at which `total_misses(price)` fits within `allowed`:
-    `high` is raised fourfold until it fits (or reaches 1e12), then `steps` bisections (of the ratio once low is
-    above zero, as prices span orders of magnitude)."""
-    while total_misses(high) > allowed and high < 1e12:
+    """A price per missed request, above `low`, at which `total_misses(price)` fits within `allowed`: `high` is
+    raised fourfold until it fits, then `steps` bisections (of the ratio once low is above zero, as prices span
+    orders of magnitude) bring it down towards the smallest such price (exactly, where the misses fall as the
+    price rises; where swaps are planned they need not, quite). Where nothing up to MAX_MISS_PRICE fits, that
+    price: its plan misses the least within reach."""
+    while total_misses(high) > allowed:
+        if high >= MAX_MISS_PRICE:
+            return high
         low, high = high, high * 4.0
     for _ in range(steps):
         middle = math.sqrt(low * high) if low > 0 else (low + high) / 2
@@ -238,34 +261,38 @@ def _miss_price(total_misses: Callable[[float], float], allowed: float, *, low: 
 
 
 def _stable_variants(
-    costs: FloatArray, misses: FloatArray, mu: float, replicas: npt.NDArray[np.int64], models: list[VariantModel]
+    costs: FloatArray,
+    misses: FloatArray,
+    mu: float,
+    replicas: npt.NDArray[np.int64],
+    models: list[VariantModel],
+    serves_early: FloatArray,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Variant and option per interval minimising cost + mu * misses plus the price of each swap (Viterbi).
 
     Without a swap price the cheapest variant may alternate between near-equal options every interval, which
     no rollout can follow. A swap costs the new variant's pods during their start-up, when the old ones still
-    serve; and the misses of the interval before it served by the new pods, which the rollout puts in service
-    as soon as they are Ready, up to an interval early (their start-up is rounded up to whole intervals).
+    serve, and mu times the misses it adds to the interval before it (_swap_misses).
     """
     n, n_models = costs.shape[0], len(models)
     per_variant = (costs + mu * misses).reshape(n, n_models, CANDIDATES)
     best_option = per_variant.argmin(axis=2)
     value = np.take_along_axis(per_variant, best_option[:, :, None], axis=2)[:, :, 0]
-    rows = np.arange(n)[:, None]
-    best_replicas = replicas.reshape(n, n_models, CANDIDATES)[rows, np.arange(n_models)[None, :], best_option]
+    each = np.arange(n_models)
+    chosen = each[None, :] * CANDIDATES + best_option  # (intervals, variants): the column of each variant's choice
+    best_replicas = replicas[np.arange(n)[:, None], chosen]
     startup_cost = np.asarray([m.price_per_hour * m.startup_s / 3600.0 for m in models])
-    chosen = np.arange(n_models)[None, :] * CANDIDATES + best_option  # (intervals, variants): column of each choice
-    early = np.zeros((n, n_models))
-    early[1:] = np.take_along_axis(misses[:-1], chosen[1:], axis=1)  # interval j-1's load on interval j's choice
-    penalty = best_replicas * startup_cost[None, :] + mu * early
     came_from = np.zeros((n, n_models), dtype=np.int64)
     total = value[0].copy()
     for j in range(1, n):
-        cheapest = int(total.argmin())
-        switch = total[cheapest] + penalty[j]
-        stay = total <= switch
-        came_from[j] = np.where(stay, np.arange(n_models), cheapest)
-        total = value[j] + np.where(stay, total, switch)
+        # switching from variant u (rows) to v (columns) at j
+        added = _swap_misses(misses[j - 1], chosen[j - 1][:, None], chosen[j][None, :], serves_early[None, :])
+        switch = total[:, None] + best_replicas[j][None, :] * startup_cost[None, :] + mu * added
+        switch[each, each] = total  # staying costs nothing more
+        origin = switch.argmin(axis=0)
+        origin = np.where(switch[each, each] <= switch[origin, each], each, origin)  # stay on a tie
+        came_from[j] = origin
+        total = value[j] + switch[origin, each]
     variant = np.zeros(n, dtype=np.int64)
     variant[-1] = int(total.argmin())
     for j in range(n - 1, 0, -1):

@@ -124,17 +124,33 @@ def _options(per_variant: list[list[float]]) -> np.ndarray:
     return table
 
 
-def test_a_swap_is_priced_with_the_interval_its_new_pods_serve_before_it(profile: FleetProfile) -> None:
+def test_a_swap_is_priced_with_the_misses_it_adds_to_the_interval_before_it(profile: FleetProfile) -> None:
     # New pods are Ready up to an interval before the swap (start-up rounded up to whole intervals), so they serve
     # the interval before it. Variant 1 is free from the second interval on, but would miss 100 requests of the
-    # first: swapping to it at the second interval costs those misses; at the third, nothing.
+    # first: swapping to it at the second interval adds those misses; at the third, nothing.
     models = [profile.variant("fp8-h100"), profile.variant("int8-w8a8-a100")]
     costs = _options([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0]])
     misses = np.zeros_like(costs)
     misses[0, CANDIDATES] = 100.0
     replicas = np.ones(costs.shape, dtype=np.int64)
-    variant, option = _stable_variants(costs, misses, 1.0, replicas, models)
+    early = np.ones(2)
+    variant, option = _stable_variants(costs, misses, 1.0, replicas, models, early)
     assert variant.tolist() == [0, 0, 1]
-    # and a plan that swaps anyway counts them among its misses
-    assert _plan_misses(misses, np.array([0, 1, 1]), np.array([0, CANDIDATES, CANDIDATES])) == 100.0
-    assert _plan_misses(misses, variant, option) == 0.0
+    assert _plan_misses(misses, variant, option, early) == 0.0
+    # and a plan that swaps at the second interval counts them among its misses
+    assert _plan_misses(misses, np.array([0, 1, 1]), np.array([0, CANDIDATES, CANDIDATES]), early) == 100.0
+    # Pods whose start-up is a whole number of intervals go into service at the swap, not before: no misses added.
+    assert _stable_variants(costs, misses, 1.0, replicas, models, np.zeros(2))[0].tolist() == [0, 1, 1]
+
+
+def test_a_swap_adds_only_the_misses_beyond_those_of_the_old_variant(profile: FleetProfile) -> None:
+    # Both variants miss 40 requests of the first interval (a spike): the new pods serving part of it miss no more
+    # than the old would, so the swap at the second interval is priced at its start-ups alone.
+    models = [profile.variant("fp8-h100"), profile.variant("int8-w8a8-a100")]
+    costs = _options([[1.0, 5.0], [1.0, 0.0], [1.0, 0.0]])
+    misses = np.zeros_like(costs)
+    misses[0, 0] = misses[0, CANDIDATES] = 40.0
+    replicas = np.ones(costs.shape, dtype=np.int64)
+    variant, option = _stable_variants(costs, misses, 1.0, replicas, models, np.ones(2))
+    assert variant.tolist() == [0, 1, 1]
+    assert _plan_misses(misses, variant, option, np.ones(2)) == 40.0

@@ -1,9 +1,13 @@
 """The twin's exposition: what Prometheus parses from it, per pod."""
 
 import numpy as np
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from inferbudget.sim.twin import E2E_BOUNDS, FleetCollector, PodSeries
+from inferbudget.sim.fleet import length_sample, load_profile
+from inferbudget.sim.twin import E2E_BOUNDS, FleetCollector, PodSeries, Twin, Workload
+
+from .conftest import stepped_trace
 
 
 def parsed(collector: FleetCollector) -> dict[str, list[tuple[str, dict[str, str], float]]]:
@@ -55,3 +59,20 @@ def test_each_pod_exports_cumulative_histograms_gauges_counters_and_gpu_memory()
 
 def test_a_fleet_without_pods_exports_no_samples() -> None:
     assert all(samples == [] for samples in parsed(FleetCollector()).values())
+
+
+def test_the_length_histograms_sum_the_tokens_served_at_this_moments_request_sizes() -> None:
+    # The sample of the trace has requests of 1000 tokens in and 100 out; this moment's requests are three times
+    # longer in and half as long out: the histograms follow the moment, and count what the e2e histogram counts.
+    trace = stepped_trace([(60, 2.0)], mean_in=1000.0, mean_out=100.0)
+    twin = Twin(None, load_profile(), trace, length_sample(trace), {}, "h100-80gb")  # type: ignore[arg-type]
+    served_in, served_out = 3000.0, 50.0
+    twin._serve(Workload("serving", "llama", {"fp8": ["llama-0"]}, None), "fp8", ["llama-0"], 4.0, served_in,
+                served_out, 2.0)
+    series = twin.collector.pods[("serving", "llama-0")]
+    served = series.buckets["vllm:e2e_request_latency_seconds"].sum()
+    assert served > 0
+    assert series.buckets["vllm:request_prompt_tokens"].sum() == pytest.approx(served)
+    assert series.sums["vllm:request_prompt_tokens"] == pytest.approx(served * served_in)
+    assert series.sums["vllm:request_generation_tokens"] == pytest.approx(served * served_out)
+    assert series.prompt_tokens == pytest.approx(served * served_in)  # the counter agrees
