@@ -9,7 +9,15 @@ import pytest
 
 from inferbudget.sim.budget import SimBudget, load_budget
 from inferbudget.sim.fleet import FleetProfile
-from inferbudget.sim.oracle import CANDIDATES, _plan_misses, _stable_variants, oracle_choices, plan_oracle
+from inferbudget.sim.oracle import (
+    CANDIDATES,
+    MAX_MISS_PRICE,
+    _miss_price,
+    _plan_misses,
+    _stable_variants,
+    oracle_choices,
+    plan_oracle,
+)
 from inferbudget.sim.suite import BASELINES, POLICY_RUNNERS, RunContext, TuningLog, run_oracle, tune_baseline
 from inferbudget.sim.traces import Trace, load_trace
 
@@ -154,3 +162,16 @@ def test_a_swap_adds_only_the_misses_beyond_those_of_the_old_variant(profile: Fl
     variant, option = _stable_variants(costs, misses, 1.0, replicas, models, np.ones(2))
     assert variant.tolist() == [0, 1, 1]
     assert _plan_misses(misses, variant, option, np.ones(2)) == 40.0
+
+
+def test_the_miss_price_is_the_smallest_that_fits_or_stops_at_its_ceiling() -> None:
+    assert _miss_price(lambda price: 100.0 / price, 10.0, low=0.0, high=1.0, steps=50) == pytest.approx(10.0)
+    assert _miss_price(lambda price: 100.0 / price, 10.0, low=2.0, high=8.0, steps=50) == pytest.approx(10.0)
+    tried: list[float] = []
+
+    def never_fits(price: float) -> float:
+        tried.append(price)
+        return 5.0
+
+    assert _miss_price(never_fits, 1.0, low=0.0, high=1.0, steps=50) >= MAX_MISS_PRICE
+    assert len(tried) < 25  # no bisection below a price that does not fit either
