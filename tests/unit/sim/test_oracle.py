@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -175,3 +177,34 @@ def test_the_miss_price_is_the_smallest_that_fits_or_stops_at_its_ceiling() -> N
 
     assert _miss_price(never_fits, 1.0, low=0.0, high=1.0, steps=50) >= MAX_MISS_PRICE
     assert len(tried) < 25  # no bisection below a price that does not fit either
+
+
+def _path_price(path: tuple[int, ...], costs: np.ndarray, misses: np.ndarray, mu: float, replicas: np.ndarray,
+                early: np.ndarray, startup_cost: np.ndarray) -> float:
+    """What a variant path costs the oracle: each interval's cheapest option of its variant at price mu, plus at
+    each swap the new pods' start-ups and mu times the misses the swap adds to the interval before it."""
+    objective = costs + mu * misses
+    picks = [v * CANDIDATES + int(np.argmin(objective[j, v * CANDIDATES:(v + 1) * CANDIDATES]))
+             for j, v in enumerate(path)]
+    total = sum(objective[j, c] for j, c in enumerate(picks))
+    for j in range(1, len(path)):
+        if path[j] != path[j - 1]:
+            added = max(misses[j - 1, picks[j]] - misses[j - 1, picks[j - 1]], 0.0) * early[path[j]]
+            total += replicas[j, picks[j]] * startup_cost[path[j]] + mu * added
+    return float(total)
+
+
+def test_the_swap_planning_finds_the_cheapest_variant_path(profile: FleetProfile) -> None:
+    # Against every path of 3 variants over 5 intervals, on random tables.
+    models = [profile.variant(name) for name in ("fp8-h100", "int8-w8a8-a100", "bf16-h100")]
+    startup_cost = np.asarray([m.price_per_hour * m.startup_s / 3600.0 for m in models])
+    rng = np.random.default_rng(7)
+    for _ in range(40):
+        costs = rng.uniform(0.0, 1.0, (5, 3 * CANDIDATES))
+        misses = rng.choice([0.0, 0.0, 5.0, 20.0], size=costs.shape)
+        replicas = rng.integers(1, 4, size=costs.shape)
+        early, mu = rng.choice([0.0, 1.0], size=3), float(rng.choice([0.01, 0.1, 1.0]))
+        price = functools.partial(_path_price, costs=costs, misses=misses, mu=mu, replicas=replicas, early=early,
+                                  startup_cost=startup_cost)
+        planned = tuple(int(v) for v in _stable_variants(costs, misses, mu, replicas, models, early)[0])
+        assert price(planned) == pytest.approx(min(price(path) for path in itertools.product(range(3), repeat=5)))
