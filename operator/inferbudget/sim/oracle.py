@@ -283,21 +283,9 @@ def _stable_variants(
     best_replicas = replicas[np.arange(n)[:, None], chosen]
     startup_cost = np.asarray([m.price_per_hour * m.startup_s / 3600.0 for m in models])
     startups = best_replicas * startup_cost[None, :]
-    # Where no new variant's pods miss more of interval j-1 than any old one's, no swap adds misses at j, and the
-    # cheapest way into each variant is from the cheapest variant so far: no need for every pair.
-    before = misses[:-1]
-    no_swap_adds = (np.take_along_axis(before, chosen[1:], axis=1) * serves_early[None, :]).max(axis=1) <= \
-        np.take_along_axis(before, chosen[:-1], axis=1).min(axis=1)
     came_from = np.zeros((n, n_models), dtype=np.int64)
     total = value[0].copy()
     for j in range(1, n):
-        if no_swap_adds[j - 1]:
-            cheapest = int(total.argmin())
-            switch_cost = total[cheapest] + startups[j]
-            stay = total <= switch_cost
-            came_from[j] = np.where(stay, each, cheapest)
-            total = value[j] + np.where(stay, total, switch_cost)
-            continue
         # switching from variant u (rows) to v (columns) at j
         added = _swap_misses(misses[j - 1], chosen[j - 1][:, None], chosen[j][None, :], serves_early[None, :])
         switch = total[:, None] + startups[j][None, :] + mu * added
