@@ -133,3 +133,18 @@ def test_a_capacity_hint_ten_times_too_high_does_not_empty_a_warm_fleet() -> Non
     assert over.series.desired_replicas.min() >= 3  # one step down, to try 3 (the old code went to 1, serving 47%)
     assert true.series.desired_replicas.min() == 4  # the honest hint knows 3 would be at their capacity
     assert over.slo_attainment_requests >= 0.85  # trying 3, at exactly their capacity, costs some (88.5%)
+
+
+def test_a_capacity_hint_a_third_of_the_truth_costs_replicas_only_until_the_fleet_shows_it() -> None:
+    # One fp8 replica serves 25 req/s of 1000/100 tokens within 8 s (p95 about 1.5 s); the hint says 10. Three
+    # replicas at 8 req/s each answer in a tenth of the threshold, and then no latency line can be drawn (it does
+    # not grow with load): nothing was learned, and the fleet stayed at 3 for ever.
+    profile = load_profile()
+    trace = stepped_trace([(3600, 25.0)])
+    low = SimBudget(latency_percentile=95, latency_threshold_ms=8000, variants=("fp8-h100",), replicas_max=12,
+                    declared={"fp8-h100": DeclaredVariant(capacity_rps=10.0)})
+    result = run_engine(RunContext(trace, profile, low))
+    assert result.series is not None
+    assert result.series.desired_replicas.max() == 3  # the hint's count first
+    assert result.series.desired_replicas[-1200:].max() == 1  # then one step at a time, each proving the next
+    assert result.slo_attainment_requests > 0.999
