@@ -34,6 +34,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
@@ -126,6 +127,10 @@ class Figures:
     prometheus_queries_per_cycle: float | None = None
     prometheus_queries_first_cycle: int | None = None
     api_requests_per_cycle: dict[str, float] = field(default_factory=dict)  # "VERB resource[/sub]" -> count
+    # Why the operator wrote what it wrote in the steady window: its decisions other than "None" by "action
+    # reason" (lastDecision), and the Events on the budgets by reason (by their last time), per cycle.
+    decisions_per_cycle: dict[str, float] = field(default_factory=dict)
+    events_per_cycle: dict[str, float] = field(default_factory=dict)
     operator_api_requests_per_cycle: float | None = None
     operator_cpu_cores: float | None = None
     operator_peak_rss_mib: float | None = None
@@ -286,7 +291,8 @@ def _ready_pods(core: Any, settings: Settings) -> int:
 
 def delete_fleet(settings: Settings, api: Any) -> None:
     """Deletes the bench's namespaces (not waited for). kopf put a finalizer on every budget (its reconcile
-    daemons are stopped on deletion) and the operator is stopped by now: the finalizers go first, or deletion would hang."""
+    daemons are stopped on deletion) and the operator is stopped by now: the finalizers go first, or deletion
+    would hang."""
     custom, core = k8s.CustomObjectsApi(api), k8s.CoreV1Api(api)
     budgets = custom.list_cluster_custom_object("inferbudget.io", "v1alpha1", "inferencebudgets",
                                                 label_selector=settings.selector)["items"]
@@ -349,6 +355,7 @@ class StatusWrites:
         self.api, self.selector = api, selector
         self.writes: list[tuple[float, str]] = []
         self.decisions: list[tuple[float, str]] = []  # (lastDecision.time, budget): when the operator decided
+        self.actions: dict[tuple[str, str], str] = {}  # (budget, lastDecision.time) -> "action reason"
         self._seen: dict[str, str] = {}
         self._watch, self._stopped = watch.Watch(), threading.Event()
         threading.Thread(target=self._run, daemon=True).start()
@@ -369,15 +376,21 @@ class StatusWrites:
         if body.get("status") and self._seen.get(key) != status:
             self._seen[key] = status
             self.writes.append((time.time(), key))
-            decided = (body["status"].get("lastDecision") or {}).get("time")
-            if decided:
-                self.decisions.append((_unix(decided), key))
+            decision = body["status"].get("lastDecision") or {}
+            if decision.get("time"):
+                self.decisions.append((_unix(decision["time"]), key))
+                self.actions[(key, decision["time"])] = f"{decision.get('action')} {decision.get('reason')}"
 
     def since(self, moment: float) -> list[tuple[float, str]]:
         return [(at, key) for at, key in list(self.writes) if at >= moment]
 
     def decided_between(self, start: float, end: float) -> list[tuple[float, str]]:
         return [(at, key) for at, key in list(self.decisions) if start <= at <= end]
+
+    def actions_between(self, start: float, end: float) -> Counter[str]:
+        """The decisions made in [start, end] that were not "None" (nothing to do), by "action reason"."""
+        return Counter(action for (_, at), action in list(self.actions.items())
+                       if start <= _unix(at) <= end and not action.startswith("None "))
 
     def stop(self) -> None:
         self._stopped.set()
@@ -591,6 +604,8 @@ def _steady(settings: Settings, figures: Figures, writes: StatusWrites, everyone
     delta = {key: round((api1.get(key, 0) - api0.get(key, 0)) / cycles, 1) for key in api1}
     figures.api_requests_per_cycle = {key: value for key, value in sorted(delta.items()) if value}
     figures.operator_api_requests_per_cycle = round(sum(delta.get(key, 0) for key in OPERATOR_REQUESTS), 1)
+    figures.decisions_per_cycle = _per_cycle(writes.actions_between(start, start + wall), cycles)
+    figures.events_per_cycle = _per_cycle(budget_events(api, settings, start, start + wall), cycles)
     figures.operator_cpu_cores = round(cpu / wall, 3)
     figures.operator_rss_mib = round(memory_mib(pid, "VmRSS"), 1)
     highest = memory.highest_between(start, start + wall)
@@ -600,6 +615,20 @@ def _steady(settings: Settings, figures: Figures, writes: StatusWrites, everyone
     say(f"steady: {figures.reconciles_per_second} reconciles/s, cycle spans {figures.steady_cycle_span_seconds} s, "
         f"{figures.prometheus_queries_per_cycle} Prometheus queries and {figures.operator_api_requests_per_cycle} "
         f"operator API requests per cycle, {figures.operator_cpu_cores} CPU cores, RSS {figures.operator_rss_mib} MiB")
+    say(f"per cycle: decisions {figures.decisions_per_cycle or '-'}, Events {figures.events_per_cycle or '-'}")
+
+
+def budget_events(api: Any, settings: Settings, start: float, end: float) -> Counter[str]:
+    """Events on the bench's budgets last seen in [start, end], by reason (a repeated Event counts once)."""
+    core, namespaces = k8s.CoreV1Api(api), set(settings.namespaces)
+    events = core.list_event_for_all_namespaces(field_selector="involvedObject.kind=InferenceBudget").items
+    return Counter(event.reason or "(none)" for event in events if event.metadata.namespace in namespaces
+                   and (seen := event.last_timestamp or event.event_time) is not None
+                   and start <= seen.timestamp() <= end)
+
+
+def _per_cycle(counts: Counter[str], cycles: float) -> dict[str, float]:
+    return {key: round(count / cycles, 1) for key, count in counts.most_common()}
 
 
 def _py_spy() -> str:
@@ -757,6 +786,13 @@ def markdown(runs: list[dict[str, Any]]) -> str:
     for run in runs:
         requests = ", ".join(f"{key}: {value:g}" for key, value in run["api_requests_per_cycle"].items())
         lines.append(f"- {run['label']}: {requests or '-'}")
+    lines += ["", "Why, per cycle in the steady window: the operator's decisions other than None (nothing to do) by "
+              "action and reason, and the Events on the budgets by reason (runs before these were recorded show "
+              "none):", ""]
+    for run in runs:
+        decided = ", ".join(f"{key}: {value:g}" for key, value in run.get("decisions_per_cycle", {}).items())
+        events = ", ".join(f"{key}: {value:g}" for key, value in run.get("events_per_cycle", {}).items())
+        lines.append(f"- {run['label']}: decisions {decided or '-'}; Events {events or '-'}")
     return "\n".join(lines) + "\n"
 
 

@@ -35,5 +35,8 @@ def test_the_scale_benchmark_reports_each_figure(cluster: Any, tmp_path: Path) -
     assert run["load_jump_to_scale_seconds"] > 0
     assert run["load_jump_to_breach_seconds"] is not None and run["breach_to_scale_seconds"] is not None
     assert {"before", "after"} <= set(run["load_average"])
+    for why in (run["decisions_per_cycle"], run["events_per_cycle"]):  # often empty in so short a window
+        assert all(isinstance(key, str) and value > 0 for key, value in why.items())
     table = (tmp_path / "scale.md").read_text()
     assert "| | tiny |" in table and "breach in Prometheus to scale patch" in table
+    assert "- tiny: decisions " in table
