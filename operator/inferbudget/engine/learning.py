@@ -35,17 +35,18 @@ about 0.5 req/s: a warm fleet of 7 was cut to 1 at the first scale-down, the 95t
 not change.)
 
 A hint can also claim too little, and then the fleet must show more than it is asked to carry. Learning up is
-bounded the same way: to MAX_EXTRAPOLATION times a load served within the threshold, and, while the latency is
-no more than the latency model's base latency (a quarter of the threshold: the replicas are nowhere near
-busy), to what one replica fewer would carry (`extrapolation`), so the fleet can try one replica fewer, and the
-load each then carries proves the next step. A fleet whose latency does not grow with load (a steady load, all
-of it served faster than that base latency) draws no latency line; within the threshold, that is no limit of
-its own. (The example budget's fp8 hint, 12.8 req/s a replica, on 30 req/s of 1000-token prompts: 3 replicas
-answered in 0.7 s of 8 s, nothing was learned, and they ran for ever at $9.72 an hour, where one replica serves
-all of it: 2 hours cost $19.42, against $6.48 for KEDA and for the oracle. Now they step down to 1 in 8
-minutes: $7.17, every request within the budget. At 1.3 s of a 2 s threshold (the Azure trace), a fleet of 5
-cut to 4 missed its next burst and went to 7: there only MAX_EXTRAPOLATION applies. Replays of the bench's
-budgets did not change.)
+bounded the same way, to MAX_EXTRAPOLATION times a load served within the threshold, with one exception: when
+no latency line can be drawn because latency has not grown with load (one steady load, served within the latency
+model's base latency, a quarter of the threshold), capacity may rise to what one replica fewer would carry
+(`extrapolation`), so the fleet tries one replica fewer and the load each then carries proves the next step.
+Such a fleet taught nothing at all before: its observations draw no line, and learning waited for one. (The
+example budget's fp8 hint, 12.8 req/s a replica, on 30 req/s of 1000-token prompts: 3 replicas answered in 0.7 s
+of 8 s and ran for ever, $19.42 over 2 hours where KEDA and the oracle ran one for $6.48; now they step down to 1
+in 8 minutes, $7.67, every request within the budget.) Where a line can be drawn, low latency alone is no such
+evidence: a continuously batching server's latency stays low until it nears saturation. Taking the rule there too,
+a ramp from 5 to 60 req/s had 2 replicas answering in 1.1 s of 8 s at 37 req/s cut to 1, whose p95 went to 38 s
+(97.5% of requests within the budget, against 100%); and at 1.3 s of 2 s (the Azure trace) a fleet of 5 cut to 4
+missed its next burst and went to 7. Replays of the bench's budgets did not change.
 
 A variant that has not run yet is judged by its hint scaled by what the running variant taught: if the pods
 carry 60% of their declared capacity under the real traffic (burstier, longer requests than the benchmark
@@ -73,9 +74,7 @@ MAX_STEP_UP = 0.1
 MAX_EXTRAPOLATION = 1.25  # capacity rises to at most this multiple of a load observed within the threshold
 STARTUP_LEARNING_RATE = 0.5
 MAX_STARTUP_SAMPLE_SECONDS = 3600.0  # longer "start-ups" are crash loops, not start-up time
-# See extrapolation. 1 / 0.98, the scale-down's tolerance alone, cost $7.37 against $7.17 on the 30 req/s trace
-# of the module's docstring.
-ONE_FEWER_HEADROOM = 1.1
+ONE_FEWER_HEADROOM = 1.1  # see extrapolation
 MIN_CAPACITY = 1e-3  # requests/s per replica: keeps replica counts finite when latency misses at any load
 BREACH_CLEARANCE = 0.95  # within the threshold at 95% of a breached load clears the breach
 MIN_LEVEL_SAMPLES = 3  # rates in the latency window before a load is called level
@@ -250,8 +249,9 @@ def learn_capacity(state: EngineState, spec: InferenceBudgetSpec, observation: O
     hint = capacity_hint(variant)
     current = learned.requests_per_second_per_replica if learned.samples else (
         hint * hint_factor(spec, state, variant.name) if hint is not None else None)  # where planning started
-    idle = latency_ms <= BASE_LATENCY_FRACTION * spec.latency.threshold_ms  # see the module's docstring
-    reach = rate * (extrapolation(observation.ready_replicas) if idle else MAX_EXTRAPOLATION)
+    # Latency flat with load and far within the threshold: see the module's docstring
+    flat = line is None and latency_ms <= BASE_LATENCY_FRACTION * spec.latency.threshold_ms
+    reach = rate * (extrapolation(observation.ready_replicas) if flat else MAX_EXTRAPOLATION)
     # No line: latency has not grown with load. Within the threshold, only the bounds on learning up apply.
     fitted = max(line.capacity(threshold_s), MIN_CAPACITY) if line is not None else max(current or 0.0, reach)
     if not within and fit.breached > SUSTAINED_BREACH_SHARE * fit.weight:
@@ -273,10 +273,9 @@ def learn_capacity(state: EngineState, spec: InferenceBudgetSpec, observation: O
 
 def extrapolation(replicas: int) -> float:
     """How many times the load per replica that `replicas` served within the threshold one replica may be
-    believed to carry, when one fewer may be tried: MAX_EXTRAPOLATION, or, if more, what one replica fewer would
-    each carry at that load, ONE_FEWER_HEADROOM above it (a window's peak load sits above its mean, and the
-    scale-down's tolerance below the capacity). Without it, a fleet of 5 or fewer (5 / 4 = 1.25) could never
-    shrink by a whole replica."""
+    believed to carry when latency is flat with load: MAX_EXTRAPOLATION, or, if more, what one replica fewer
+    would each carry at that load, ONE_FEWER_HEADROOM above it (a window's peak load sits above its mean). Without
+    it, a fleet of 5 or fewer (5 / 4 = 1.25) could never shrink by a whole replica."""
     if replicas <= 1:
         return MAX_EXTRAPOLATION
     return max(MAX_EXTRAPOLATION, replicas / (replicas - 1) * ONE_FEWER_HEADROOM)

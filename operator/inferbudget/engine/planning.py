@@ -33,7 +33,7 @@ from decimal import Decimal
 
 from inferbudget.api.spec import InferenceBudgetSpec, Variant
 from inferbudget.engine.forecast import forecast
-from inferbudget.engine.learning import Performance, extrapolation, hint_factor, performance, proven_factor
+from inferbudget.engine.learning import MAX_EXTRAPOLATION, Performance, hint_factor, performance, proven_factor
 from inferbudget.engine.observation import Observation
 from inferbudget.engine.state import EngineState
 
@@ -141,14 +141,15 @@ def replicas_for(load: float, capacity: float) -> int:
 
 
 def proven_capacity(perf: Performance, replicas_now: int) -> float | None:
-    """The load a scale-down plans a replica for: the capacity, but at most `extrapolation(replicas_now)` times
-    the most a replica has been seen to serve within the threshold (engine.learning): 1.25 times, or what one
-    replica fewer than now would each carry at that load (a fleet of 2 may try 1). After such a step the load a
-    replica is proven to carry must rise before the next one: the fleet shrinks one step per proof. None: the
-    capacity itself."""
+    """The load a scale-down plans a replica for: the capacity, but at most MAX_EXTRAPOLATION times the most a
+    replica has been seen to serve within the threshold (engine.learning), or what `replicas_now` - 1 replicas
+    would each carry at that load, if that is more (else a fleet of 5 or fewer, which 1.25 times its load a replica
+    never brings down a whole replica, could never shrink). After such a step the load a replica is proven to carry
+    must rise before the next one: the fleet shrinks one step per proof. None: the capacity itself."""
     if perf.capacity is None or perf.proven is None:
         return None
-    cap = perf.proven * extrapolation(replicas_now)
+    one_fewer = replicas_now / (replicas_now - 1) / (1 - SCALE_DOWN_TOLERANCE) if replicas_now > 1 else 0.0
+    cap = perf.proven * max(MAX_EXTRAPOLATION, one_fewer)
     return cap if cap < perf.capacity else None
 
 
