@@ -42,10 +42,10 @@ model's base latency, a quarter of the threshold), capacity may rise to what one
 Such a fleet taught nothing at all before: its observations draw no line, and learning waited for one. (The
 example budget's fp8 hint, 12.8 req/s a replica, on 30 req/s of 1000-token prompts: 3 replicas answered in 0.7 s
 of 8 s and ran for ever, $19.42 over 2 hours where KEDA and the oracle ran one for $6.48; now they step down to 1
-in 8 minutes, $7.67, every request within the budget.) Where a line can be drawn, low latency alone is no such
+in 17 minutes, $7.67, every request within the budget.) Where a line can be drawn, low latency alone is no such
 evidence: a continuously batching server's latency stays low until it nears saturation. Taking the rule there too,
 a ramp from 5 to 60 req/s had 2 replicas answering in 1.1 s of 8 s at 37 req/s cut to 1, whose p95 went to 38 s
-(97.5% of requests within the budget, against 100%); and at 1.3 s of 2 s (the Azure trace) a fleet of 5 cut to 4
+(96.4% of requests within the budget, against 100%); and at 1.3 s of 2 s (the Azure trace) a fleet of 5 cut to 4
 missed its next burst and went to 7. Replays of the bench's budgets did not change.
 
 A variant that has not run yet is judged by its hint scaled by what the running variant taught: if the pods
