@@ -137,9 +137,9 @@ def test_a_capacity_hint_ten_times_too_high_does_not_empty_a_warm_fleet() -> Non
 
 
 def test_a_capacity_hint_a_third_of_the_truth_costs_replicas_only_until_the_fleet_shows_it() -> None:
-    # One fp8 replica serves 25 req/s of 1000/100 tokens within 8 s (p95 about 1.5 s); the hint says 10. Three
-    # replicas at 8 req/s each answer in a tenth of the threshold, and then no latency line can be drawn (it does
-    # not grow with load): nothing was learned, and the fleet stayed at 3 for ever.
+    # One fp8 replica serves 25 req/s of 1000/100 tokens within 8 s (p95 about 2.5 s); the hint says 10. Three
+    # replicas at 8 req/s each answer in 1.2 s, under a quarter of the threshold, and then no latency line can be
+    # drawn (it does not grow with load): nothing was learned, and the fleet stayed at 3 for ever.
     profile = load_profile()
     trace = stepped_trace([(3600, 25.0)])
     low = SimBudget(latency_percentile=95, latency_threshold_ms=8000, variants=("fp8-h100",), replicas_max=12,
@@ -153,9 +153,10 @@ def test_a_capacity_hint_a_third_of_the_truth_costs_replicas_only_until_the_flee
 
 def test_a_ramp_served_far_within_the_threshold_keeps_the_replicas_it_needs() -> None:
     # 5 to 60 req/s over an hour (Poisson counts), then half an hour at 60, of 1000/100 tokens; the example
-    # budget's fp8 hint is low (12.8 req/s a replica). 2 replicas at 37 req/s answer in 1.1 s of 8 s: believing,
-    # as for a fleet whose latency does not grow with load, that one replica carries what one fewer would cut
-    # them to 1, at 38 s p95 (97.5% of the requests within the budget).
+    # budget's fp8 hint is low (12.8 req/s a replica). Low latency here is no evidence of room for a whole
+    # replica's load: believing, as for a fleet whose latency does not grow with load, that one replica carries
+    # what one fewer would, this ramp served 97.5% (on another such ramp, 2 replicas at 37 req/s answering in
+    # 1.1 s of 8 s were cut to 1, and the p95 went to 38 s).
     rates = np.concatenate([np.linspace(5.0, 60.0, 3600), np.full(1800, 60.0)])
     requests = np.random.default_rng(1).poisson(rates).astype(float)
     trace = Trace("ramp", 1.0, 0.0, requests, requests * 1000.0, requests * 100.0, np.full(200, 1000.0),
