@@ -12,6 +12,10 @@ variant is sized for SWAP_MARGIN more than the top of its band, so that a swap n
 load wandering around the point where two variants cost the same does not swap back and forth. Until a whole
 scale-down window has been observed (after a start, a restart or blindness) the running variant keeps its count,
 and another variant must carry at least as much as the running fleet does: a swap is no way round the window.
+An untried variant is planned for no more than the running one has proven, in proportion to their hints
+(engine.learning), except on trial: while the running fleet shows room (engine.learning.room_shown), an untried
+variant is planned at its hint, for no fewer replicas than run now, so a trial tests the hint without shrinking
+the fleet.
 
 Budgets. Quality below policy.minQuality and variants in their failure back-off are never options. Each option is
 capped by replicas.max, the cost ceiling and memory.maxTotal; replicas.min is never undercut.
@@ -32,6 +36,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from inferbudget.api.spec import InferenceBudgetSpec, Variant
+from inferbudget.api.status import LearnedVariant
 from inferbudget.engine.forecast import forecast
 from inferbudget.engine.learning import MAX_EXTRAPOLATION, Performance, hint_factor, performance, proven_factor
 from inferbudget.engine.observation import Observation
@@ -103,6 +108,7 @@ class Option:
     within_memory: bool
     memory_per_replica_fits: bool
     running: bool
+    trial: bool = False  # untried, and planned at its hint (see the module's docstring)
 
     @property
     def feasible(self) -> bool:
@@ -182,12 +188,14 @@ def size(spec: InferenceBudgetSpec, perf: Performance, loads: Loads, replicas_no
 
 
 def plan(spec: InferenceBudgetSpec, observation: Observation, state: EngineState, loads: Loads,
-         may_scale_down: bool) -> Plan | None:
-    """Every option and the one to aim for; None when no variant can be sized (nothing known yet)."""
+         may_scale_down: bool, room: bool = False) -> Plan | None:
+    """Every option and the one to aim for; None when no variant can be sized (nothing known yet). `room`: the
+    running fleet shows room (engine.learning.room_shown), so untried variants are planned at their hints."""
     factor = hint_factor(spec, state, observation.variant)
     proven = proven_factor(spec, state, observation.variant)
     kept = None if may_scale_down else _carried_now(spec, observation, state, factor)
-    sized = (_option(spec, observation, state, variant, loads, may_scale_down, kept, factor, proven)
+    trial = room and may_scale_down
+    sized = (_option(spec, observation, state, variant, loads, may_scale_down, kept, factor, proven, trial)
              for variant in _candidates(spec, state))
     options = tuple(option for option in sized if option is not None)
     if not options:
@@ -232,22 +240,26 @@ def _carried_now(spec: InferenceBudgetSpec, observation: Observation, state: Eng
 
 def _option(spec: InferenceBudgetSpec, observation: Observation, state: EngineState, variant: Variant,
             loads: Loads, may_scale_down: bool, kept: float | None, factor: float,
-            proven: float | None) -> Option | None:
+            proven: float | None, trial: bool) -> Option | None:
     """`kept`: the load the running fleet carries, while a whole scale-down window has not been observed yet
     (no other variant may carry less then: a swap must not shrink the fleet on a first, partial look at the load,
-    as the running variant may not)."""
+    as the running variant may not). `trial`: an untried variant is planned at its hint, for no fewer replicas
+    than run now."""
     running = variant.name == observation.variant
-    perf = performance(variant, state, spec.latency.threshold_ms / 1000.0, factor, proven)
+    on_trial = trial and not running and not state.learned.get(variant.name, LearnedVariant()).samples
+    perf = performance(variant, state, spec.latency.threshold_ms / 1000.0, factor, None if on_trial else proven)
     sizing = size(spec, perf, loads, observation.desired_replicas if running else 0)
     if sizing is None and not running:
         return None  # a variant nobody knows the capacity of is not swapped to
     needed = _needed(sizing, observation.desired_replicas, running, may_scale_down=may_scale_down)
     if kept is not None and not running and perf.capacity is not None:
         needed = max(needed, replicas_for(kept, perf.capacity))
+    if on_trial:
+        needed = max(needed, observation.desired_replicas)
     cap = replica_cap(spec, variant, memory_per_replica(variant, observation))
     replicas = max(spec.replicas.min, min(needed, cap))
     return _priced(spec, variant, observation, perf, sizing, replicas, carries_load=needed <= cap,
-                   running=running)
+                   running=running, trial=on_trial)
 
 
 def _needed(sizing: Sizing | None, current: int, running: bool, *, may_scale_down: bool) -> int:
@@ -261,7 +273,8 @@ def _needed(sizing: Sizing | None, current: int, running: bool, *, may_scale_dow
 
 
 def _priced(spec: InferenceBudgetSpec, variant: Variant, observation: Observation, perf: Performance,
-            sizing: Sizing | None, replicas: int, *, carries_load: bool, running: bool) -> Option:
+            sizing: Sizing | None, replicas: int, *, carries_load: bool, running: bool,
+            trial: bool = False) -> Option:
     cost = variant.cost_per_replica_hour_decimal * replicas
     memory = memory_per_replica(variant, observation)
     budget = spec.memory
@@ -280,6 +293,7 @@ def _priced(spec: InferenceBudgetSpec, variant: Variant, observation: Observatio
         within_memory=fits_per_replica and within_total,
         memory_per_replica_fits=fits_per_replica,
         running=running,
+        trial=trial,
     )
 
 

@@ -94,7 +94,8 @@ def _advantage(plan: Plan) -> str:
     best, running = plan.best, plan.running
     reason = _soft_reason(plan)
     if reason == "CheaperVariant" and running is not None:
-        return f"{say.money(best.cost_per_hour)} instead of {say.money(running.cost_per_hour)}"
+        untried = "; untried: planned at its capacityHint" if best.trial else ""
+        return f"{say.money(best.cost_per_hour)} instead of {say.money(running.cost_per_hour)}{untried}"
     if reason == "LatencyOverBudget":
         return "it carries more of the load within the caps"
     if reason == "FasterVariant" and running is not None:

@@ -163,3 +163,33 @@ def test_a_ramp_served_far_within_the_threshold_keeps_the_replicas_it_needs() ->
                   np.full(200, 100.0))
     result = run_engine(RunContext(trace, load_profile(), load_budget()))
     assert result.slo_attainment_requests > 0.99
+
+
+def test_at_low_load_a_cheaper_slower_variant_is_tried_and_kept_when_it_serves() -> None:
+    # 2 req/s of 1000/100 tokens for 2 hours, the example budget: one fp8 H100 replica answers far within 8 s. The
+    # int8 A100 build (0.6 times the price) was never run, its hint counted only in the proportion fp8 had proven:
+    # $6.48 where every tuned baseline ran int8 on an A100 for $3.98.
+    result = run_engine(RunContext(stepped_trace([(7200, 2.0)]), load_profile(), load_budget()))
+    assert result.series is not None
+    series = result.series
+    assert series.variant_names[int(series.variant_index[-1])] == "int8-w8a8-a100"
+    assert result.swaps == 1 and result.slo_attainment_requests == 1.0
+    assert result.cost < 4.5  # $4.23: 7 minutes of fp8 and a rollout's overlap first
+
+
+def test_a_tried_variant_that_misses_the_budget_is_left_for_the_one_that_met_it() -> None:
+    # 6 req/s (Poisson counts) where int8 A100's hint is raised to 7 req/s, more than one replica of it carries:
+    # the trial breaches, scales up at once, and once the cooldown allows goes back to one fp8 replica (99.7% of the
+    # requests within the budget for $6.67, where never trying served 100% for $6.48).
+    budget = load_budget()
+    overclaimed = replace(budget.declared["int8-w8a8-a100"], capacity_rps=7.0)
+    budget = replace(budget, declared={**budget.declared, "int8-w8a8-a100": overclaimed})
+    requests = np.random.default_rng(1).poisson(np.full(7200, 6.0)).astype(float)
+    trace = Trace("steady", 1.0, 0.0, requests, requests * 1000.0, requests * 100.0, np.full(200, 1000.0),
+                  np.full(200, 100.0))
+    result = run_engine(RunContext(trace, load_profile(), budget))
+    assert result.series is not None
+    series = result.series
+    assert series.variant_names[int(series.variant_index[-1])] == "fp8-h100"
+    assert result.swaps == 2
+    assert result.slo_attainment_requests > 0.99

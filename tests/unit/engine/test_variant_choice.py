@@ -6,7 +6,9 @@ as much a replica, and an int8 build that carries what fp8 does at a hair less q
 
 from typing import Any
 
+from inferbudget.api.status import LearnedVariant
 from inferbudget.engine import EngineState, decide
+from inferbudget.engine.planning import Loads, plan
 
 from .builders import Fleet, budget, seen
 
@@ -59,3 +61,52 @@ def test_what_the_running_variant_taught_applies_to_the_others_from_the_first_le
     later = fleet.run(75.0, 600.0, rps=20.0)
     assert all(d.variant == "fp8" for d in fleet.decisions), [d.message for d in fleet.decisions if d.variant != "fp8"]
     assert "int8" not in later.message
+
+
+# A cheaper, slower build: int8 on an A100, 0.6 times the price for 0.29 times the requests a replica.
+A100_INT8 = {"name": "int8-a100", "quality": 0.997, "memory": "35Gi", "capacityHint": {"requestsPerSecond": 3.7},
+             "costPerReplicaHour": "1.99", "startupSeconds": 100}
+
+
+def test_an_untried_cheaper_variant_is_tried_at_its_hint_when_the_fleet_answers_far_within_the_threshold() -> None:
+    # One fp8 replica at 2 req/s answers in 300 ms, under a quarter of the 2 s threshold. Before, int8-a100 could be
+    # planned for at most its hint in the proportion fp8 had proven (2 of 12.9 req/s, times 1.25): 4 replicas for
+    # 2 req/s, dearer than the one fp8 replica, so it was never run, where one replica of it carries the load.
+    fleet = Fleet(h100(FP8, A100_INT8), variant="fp8", replicas=1)
+    fleet.run(0.0, 1800.0, rps=2.0, latency_ms=300.0)
+    swaps = [d for d in fleet.decisions if d.action == "Swap"]
+    assert [(d.reason, d.variant, d.replicas) for d in swaps] == [("CheaperVariant", "int8-a100", 1)]
+    assert "1.99/h instead of 3.24/h; untried: planned at its capacityHint" in swaps[0].message
+
+
+def test_no_untried_variant_is_planned_at_its_hint_on_a_fleet_nearer_its_threshold() -> None:
+    # The same fleet at 800 ms, 40% of the threshold: low latency is no evidence of room there (a continuously
+    # batching server's latency stays low until near saturation), so int8-a100 keeps fp8's proportion.
+    fleet = Fleet(h100(FP8, A100_INT8), variant="fp8", replicas=1)
+    fleet.run(0.0, 1800.0, rps=2.0, latency_ms=800.0)
+    assert fleet.changes == []
+
+
+def test_a_trial_runs_no_fewer_replicas_than_the_fleet_it_replaces() -> None:
+    # 3 fp8 replicas carry 3 req/s in 300 ms; an A100 build whose hint is 12 req/s a replica would carry it in one.
+    # A trial of a hint is no way round the scale-down's one step per proof (engine.planning.proven_capacity):
+    # it runs as many replicas as now, and proves any fewer as the running variant would.
+    spec = h100(FP8, dict(A100_INT8, capacityHint={"requestsPerSecond": 12}))
+    state = EngineState(learned={"fp8": LearnedVariant(requestsPerSecondPerReplica=12.9, samples=10, provenAt=1.0)})
+    loads = Loads(current=3.0, slope=0.0, peak=3.0, low=3.0, cycle_seconds=15.0)
+    tried = plan(spec, seen(3.0, variant="fp8", replicas=3, latency_ms=300.0), state, loads, True, room=True)
+    assert tried is not None
+    assert [(o.replicas, o.trial) for o in tried.options if o.variant.name == "int8-a100"] == [(3, True)]
+
+
+def test_a_trial_that_breaches_goes_back_and_is_not_repeated() -> None:
+    # int8-a100 at one replica misses the threshold (5 s) at 2 req/s, and answers in 400 ms at two: it scales up at
+    # once, learns its capacity, and once the cooldown allows, one fp8 replica is cheaper than those two again.
+    fleet = Fleet(h100(FP8, A100_INT8), variant="fp8", replicas=1)
+    for cycle in range(480):  # 2 hours
+        on_one_a100 = fleet.variant == "int8-a100" and fleet.replicas == 1
+        latency_ms = 5000.0 if on_one_a100 else 400.0 if fleet.variant == "int8-a100" else 300.0
+        fleet.step(cycle * 15.0, 2.0, latency_ms=latency_ms)
+    swaps = [(d.variant, d.replicas) for d in fleet.decisions if d.action == "Swap"]
+    assert swaps == [("int8-a100", 1), ("fp8", 1)]
+    assert fleet.state.learned["int8-a100"].requests_per_second_per_replica < 3.7
