@@ -25,7 +25,8 @@ with the default 300 s window). With the default window, on the Azure code trace
 requests within the threshold, $8.87, in a warm replay), two windows kept two (98.78%, $8.76), six kept more for
 little gain (98.81%, $9.03); on the 14-day ServeGen trace two windows changed the cost by $5 in $32,858. Without
 a scale-down window nothing is remembered: scale-down follows the load at once. A load that really fell (a daily
-cycle) has no bursts above its own median and is not held.
+cycle) has no bursts above its own median and is not held. Nor is a burst already under way at the first
+observation: it has no level before it to stand above, and the next burst finds the fleet the quiet load needed.
 """
 
 import math
