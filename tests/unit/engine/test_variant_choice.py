@@ -110,3 +110,19 @@ def test_a_trial_that_breaches_goes_back_and_is_not_repeated() -> None:
     swaps = [(d.variant, d.replicas) for d in fleet.decisions if d.action == "Swap"]
     assert swaps == [("int8-a100", 1), ("fp8", 1)]
     assert fleet.state.learned["int8-a100"].requests_per_second_per_replica < 3.7
+
+
+def test_a_variant_that_ran_at_low_load_is_planned_for_at_least_what_the_running_one_has_proven() -> None:
+    # fp8 ran at night, proven at 1.5 req/s a replica; int8-a100 now runs and has proven 5 of its 3.7 declared.
+    # fp8, in the same proportion, may be planned for 17 req/s a replica, and one replica carries 7 req/s. Planned
+    # for 1.25 times its own night-time 1.5 req/s, it needed 5 replicas: a breaching int8-a100 fleet then swapped
+    # to whichever H100 build had never run, sized in proportion, rather than back to fp8 (a replay of a daily
+    # cycle went to bf16, which breached in turn).
+    spec = h100(FP8, A100_INT8)
+    learned = {"fp8": LearnedVariant(requestsPerSecondPerReplica=12.9, samples=100, provenAt=1.5),
+               "int8-a100": LearnedVariant(requestsPerSecondPerReplica=5.0, samples=100, provenAt=5.0)}
+    loads = Loads(current=7.0, slope=0.0, peak=7.0, low=7.0, cycle_seconds=15.0)
+    running = seen(7.0, variant="int8-a100", replicas=2, latency_ms=1500.0)
+    options = plan(spec, running, EngineState(learned=learned), loads, True)
+    assert options is not None
+    assert [o.replicas for o in options.options if o.variant.name == "fp8"] == [1]
