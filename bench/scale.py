@@ -162,8 +162,9 @@ def cluster_up(settings: Settings) -> Any:
     local = local_cluster.Cluster(settings.cluster)
     nodes = max(2, math.ceil(settings.budgets * (settings.pods_per_budget + 1) / PODS_PER_NODE))
     local.up(nodes=nodes)
-    api = k8s_config.new_client_from_config(config_file=str(local.kubeconfig))
-    existing = {node.metadata.name for node in k8s.CoreV1Api(api).list_node().items}
+    # kubernetes.config is unannotated
+    api = k8s_config.new_client_from_config(config_file=str(local.kubeconfig))  # type: ignore[no-untyped-call]
+    existing = {node.metadata.name for node in k8s.CoreV1Api(api).list_node().items if node.metadata is not None}
     for index in range(nodes):
         node = local_cluster.fake_node(index)
         if node["metadata"]["name"] not in existing:
@@ -174,7 +175,8 @@ def cluster_up(settings: Settings) -> Any:
 
 def _ready_nodes(api: Any) -> int:
     return sum(1 for node in k8s.CoreV1Api(api).list_node().items
-               if any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or []))
+               if node.status is not None
+               and any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or []))
 
 
 def deployment(name: str, replicas: int, rate: float, labels: dict[str, str]) -> dict[str, Any]:
@@ -294,8 +296,10 @@ def delete_fleet(settings: Settings, api: Any) -> None:
     daemons are stopped on deletion) and the operator is stopped by now: the finalizers go first, or deletion
     would hang."""
     custom, core = k8s.CustomObjectsApi(api), k8s.CoreV1Api(api)
-    budgets = custom.list_cluster_custom_object("inferbudget.io", "v1alpha1", "inferencebudgets",
-                                                label_selector=settings.selector)["items"]
+    listed = custom.list_cluster_custom_object("inferbudget.io", "v1alpha1", "inferencebudgets",
+                                               label_selector=settings.selector)
+    assert isinstance(listed, dict)  # custom objects come back as the JSON they are
+    budgets = listed["items"]
 
     def release(body: dict[str, Any]) -> None:
         if body["metadata"].get("finalizers"):
@@ -357,15 +361,17 @@ class StatusWrites:
         self.decisions: list[tuple[float, str]] = []  # (lastDecision.time, budget): when the operator decided
         self.actions: dict[tuple[str, str], str] = {}  # (budget, lastDecision.time) -> "action reason"
         self._seen: dict[str, str] = {}
-        self._watch, self._stopped = watch.Watch(), threading.Event()
+        # kubernetes.watch is unannotated (Watch, its stream and stop)
+        self._watch, self._stopped = watch.Watch(), threading.Event()  # type: ignore[no-untyped-call]
         threading.Thread(target=self._run, daemon=True).start()
 
     def _run(self) -> None:
         custom = k8s.CustomObjectsApi(self.api)
         while not self._stopped.is_set():
             try:
-                for event in self._watch.stream(custom.list_cluster_custom_object, "inferbudget.io", "v1alpha1",
-                                                "inferencebudgets", label_selector=self.selector):
+                for event in self._watch.stream(  # type: ignore[no-untyped-call]
+                        custom.list_cluster_custom_object, "inferbudget.io", "v1alpha1", "inferencebudgets",
+                        label_selector=self.selector):
                     self._record(event["object"])
             except Exception as error:  # a dropped watch: start again (writes in between are missed)
                 say(f"status watch restarted: {error}")
@@ -394,7 +400,7 @@ class StatusWrites:
 
     def stop(self) -> None:
         self._stopped.set()
-        self._watch.stop()
+        self._watch.stop()  # type: ignore[no-untyped-call]
 
 
 def _unix(timestamp: str) -> float:
@@ -711,8 +717,10 @@ def _breach(settings: Settings, figures: Figures, prometheus_url: str, api: Any,
 def _last_decision(api: Any, namespace: str, name: str) -> str:
     """What the operator last decided for the budget and what it observed then (its status), to tell why it did
     not scale."""
-    status = k8s.CustomObjectsApi(api).get_namespaced_custom_object(
-        "inferbudget.io", "v1alpha1", namespace, "inferencebudgets", name).get("status") or {}
+    body = k8s.CustomObjectsApi(api).get_namespaced_custom_object(
+        "inferbudget.io", "v1alpha1", namespace, "inferencebudgets", name)
+    assert isinstance(body, dict)  # a custom object comes back as the JSON it is
+    status = body.get("status") or {}
     last, observed = status.get("lastDecision") or {}, status.get("observed") or {}
     conditions = ", ".join(f"{c.get('type')}={c.get('status')} ({c.get('reason')})"
                            for c in status.get("conditions", []))

@@ -117,7 +117,8 @@ def dedicated_control_plane(request: pytest.FixtureRequest) -> Iterator[ControlP
 
 
 def session_cluster_name() -> str:
-    return os.environ.get("INFERBUDGET_CLUSTER", local_cluster.DEFAULT_CLUSTER)
+    default: str = local_cluster.DEFAULT_CLUSTER
+    return os.environ.get("INFERBUDGET_CLUSTER", default)
 
 
 def uncaptured(request: pytest.FixtureRequest) -> contextlib.AbstractContextManager[None]:
@@ -128,7 +129,8 @@ def uncaptured(request: pytest.FixtureRequest) -> contextlib.AbstractContextMana
 
 def kube_of(local: Any) -> Iterator[Kube]:
     """The tests' view of a running local cluster, its API client closed at the end."""
-    api_client = k8s_config.new_client_from_config(config_file=str(local.kubeconfig))
+    # kubernetes.config is unannotated
+    api_client = k8s_config.new_client_from_config(config_file=str(local.kubeconfig))  # type: ignore[no-untyped-call]
     try:
         yield Kube(local.name, local_cluster.KUBERNETES_VERSION, local.kubeconfig,
                    local_cluster.tool("kubectl"), local_cluster.tool("helm"), api_client)
@@ -190,7 +192,7 @@ def namespace(cluster: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
     cluster.core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=name)))
     # Pods are admitted only once the namespace's ServiceAccount exists; wait for it here, once.
     wait_until(f"ServiceAccount default in {name}",
-               lambda: any(sa.metadata.name == "default"
+               lambda: any(sa.metadata is not None and sa.metadata.name == "default"
                            for sa in cluster.core.list_namespaced_service_account(name).items))
     yield name
     cluster.core.delete_namespace(name)

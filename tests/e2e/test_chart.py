@@ -66,8 +66,8 @@ def install(cluster: Any, release: str, namespace: str, *values: str) -> None:
 
 def objects_of(cluster: Any, release: str, kinds: tuple[str, ...], *scope: str) -> list[str]:
     """Names of objects labelled as this release's, of these kinds, in the scope given (-n NS or -A)."""
-    found = cluster.kubectl("get", ",".join(kinds), *scope, "-l", f"app.kubernetes.io/instance={release}",
-                            "-o", "name").stdout
+    found: str = cluster.kubectl("get", ",".join(kinds), *scope, "-l", f"app.kubernetes.io/instance={release}",
+                                 "-o", "name").stdout
     return found.split()
 
 
@@ -338,6 +338,7 @@ def allowed(api_client: k8s.ApiClient, verb: str, resource: str, group: str = ""
     review = k8s.AuthorizationV1Api(api_client).create_self_subject_access_review(k8s.V1SelfSubjectAccessReview(
         spec=k8s.V1SelfSubjectAccessReviewSpec(resource_attributes=k8s.V1ResourceAttributes(
             verb=verb, group=group, resource=resource, subresource=subresource))))
+    assert review.status is not None  # the API server answers a review with its status
     return bool(review.status.allowed)
 
 
@@ -347,7 +348,8 @@ def installed_identity(cluster: Any, namespace: str, tmp_path: Path, *values: st
     release = release_name()
     install(cluster, release, namespace, *values)
     kubeconfig = token_kubeconfig(cluster, f"{release}-inferbudget", namespace, tmp_path / "sa.kubeconfig")
-    api_client = k8s_config.new_client_from_config(config_file=str(kubeconfig))
+    # kubernetes.config is unannotated
+    api_client = k8s_config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
     try:
         yield api_client
     finally:

@@ -99,7 +99,7 @@ def _in_order(went: list[int], decided: list[int]) -> bool:
 def _fresh_decision(scenario: Scenario, since: float) -> Callable[[], bool]:
     """A decision recorded after `since`: status times have whole seconds, so in the next second or later."""
     def probe() -> bool:
-        observed = scenario.status().get("observed", {}).get("time", "")
+        observed: str = scenario.status().get("observed", {}).get("time", "")
         return observed >= time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(math.ceil(since)))
     return probe
 
@@ -244,6 +244,7 @@ def _status_writer(scenario: Scenario, history: list[list[Any]]) -> Writer:
 
     def read() -> Any:
         body = scenario.custom.get_namespaced_custom_object(*group)
+        assert isinstance(body, dict)  # a custom object comes back as the JSON it is
         history.append(body.get("status", {}).get("history", []))
         return body
 

@@ -141,10 +141,11 @@ def _ready_reason(scenario: Scenario) -> str | None:
 
 def _budget(scenario: Scenario) -> dict[str, Any] | None:
     try:
-        body: dict[str, Any] = scenario.custom.get_namespaced_custom_object(
+        body = scenario.custom.get_namespaced_custom_object(
             "inferbudget.io", "v1alpha1", scenario.namespace, "inferencebudgets", scenario.name)
     except ApiException as error:
         if error.status == 404:
             return None
         raise
+    assert isinstance(body, dict)  # a custom object comes back as the JSON it is
     return body

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from hypothesis import Phase, given, settings
 from kubernetes import client as k8s
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 from tests.support.strategies import FOUND, Manifest, any_manifests, fuzz_settings
 
 from inferbudget.api.crd import GROUP, PLURAL, VERSION
@@ -47,6 +47,7 @@ def server_fields(api: k8s.CustomObjectsApi, namespace: str, manifest: Manifest)
         api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, manifest, dry_run="All",
                                             field_validation="Strict")
     except ApiException as error:
+        assert error.body is not None  # a rejection has a Status body
         status = json.loads(error.body)
         message = status.get("message", "")
         unknown = re.findall(r'unknown field "((?:[^"\\]|\\.)*)"|Go struct field \.(\w+)', message)

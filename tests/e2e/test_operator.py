@@ -173,12 +173,13 @@ def test_operator_killed_during_a_swap_resumes_without_a_second_swap(
 def test_an_hpa_on_the_same_target_is_a_conflict_and_nothing_is_touched(
         cluster: Any, namespace: str, operator: Process) -> None:
     scenario = Scenario(cluster, namespace)
-    k8s.AutoscalingV2Api(cluster.api_client).create_namespaced_horizontal_pod_autoscaler(namespace, {
+    hpa = k8s.V2HorizontalPodAutoscaler.model_validate({  # as the client validates a dict it is given
         "metadata": {"name": "llama"},
         "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "llama"},
                  "minReplicas": 1, "maxReplicas": 4,
                  "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
                      "type": "Utilization", "averageUtilization": 80}}}]}})
+    k8s.AutoscalingV2Api(cluster.api_client).create_namespaced_horizontal_pod_autoscaler(namespace, hpa)
     scenario.create(deployment("llama", "bf16", 1, rate=3 * H100_BF16_CAPACITY), budget("llama", "llama", ["bf16"]))
 
     scenario.wait("Conflict=True", lambda: scenario.condition("Conflict") == "True")

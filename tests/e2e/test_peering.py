@@ -74,6 +74,7 @@ def _registered(cluster: Any, namespace: str, *priorities: int) -> bool:
     """Replicas of these priorities keep their keep-alives in the peering object."""
     body = k8s.CustomObjectsApi(cluster.api_client).get_namespaced_custom_object(
         "kopf.dev", "v1", namespace, "kopfpeerings", PEERING)
+    assert isinstance(body, dict)  # a custom object comes back as the JSON it is
     return set(priorities) <= {peer.get("priority") for peer in (body.get("status") or {}).values()}
 
 

@@ -49,7 +49,8 @@ def wait_for_ready_pods(cluster: Any, namespace: str, app: str, count: int) -> l
         pods = ready_pods(cluster, namespace, app)
         return pods if len(pods) == count else None
 
-    return cluster.wait_until(f"{count} Ready pods of {app}", exactly_count_ready)
+    pods: list[Any] = cluster.wait_until(f"{count} Ready pods of {app}", exactly_count_ready)
+    return pods
 
 
 def rollout_complete(deployment: Any) -> bool:

@@ -71,6 +71,7 @@ class Scenario:
     def status(self) -> dict[str, Any]:
         body = self.custom.get_namespaced_custom_object("inferbudget.io", "v1alpha1", self.namespace,
                                                         "inferencebudgets", self.name)
+        assert isinstance(body, dict)  # a custom object comes back as the JSON it is
         return body.get("status") or {}
 
     def condition(self, type_: str) -> str | None:
@@ -105,10 +106,10 @@ class Scenario:
 
 def rolled_out(deployment: Any, variant: str) -> bool:
     status, spec = deployment.status, deployment.spec
-    return (spec.template.metadata.labels.get("inferbudget.io/variant") == variant
-            and (status.observed_generation or 0) >= deployment.metadata.generation
-            and (status.updated_replicas or 0) == spec.replicas == (status.available_replicas or 0)
-            and (status.replicas or 0) == spec.replicas)
+    return bool(spec.template.metadata.labels.get("inferbudget.io/variant") == variant
+                and (status.observed_generation or 0) >= deployment.metadata.generation
+                and (status.updated_replicas or 0) == spec.replicas == (status.available_replicas or 0)
+                and (status.replicas or 0) == spec.replicas)
 
 
 def operator_metric(operator: Process, name: str, **labels: str) -> float | None:

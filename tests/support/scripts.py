@@ -23,7 +23,7 @@ def load_script(name: str, path: Path) -> ModuleType:
     return module
 
 
-def wait_until(what: str, probe: Callable[[], T], timeout: float = 60.0, interval: float = 0.2) -> T:
+def wait_until(what: str, probe: Callable[[], T | None], timeout: float = 60.0, interval: float = 0.2) -> T:
     """Poll `probe` until it returns something truthy, and return that; fail with the last value seen.
 
     The only way tests synchronise with processes and clusters: a deadline, never a fixed sleep."""

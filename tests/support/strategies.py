@@ -450,7 +450,7 @@ def _ensure(manifest: Manifest, path: FieldPath, filler: Any) -> Manifest:
     """The manifest with every object on the way to path present (missing ones added as {}), and path set to
     filler if it is absent, so that a mutation of an optional field has something to change."""
     changed = copy.deepcopy(manifest)
-    node = changed
+    node: Any = changed  # a mapping or, at a list index, a list
     for part in path[:-1]:
         if isinstance(part, str) and part not in node:
             node[part] = {}

@@ -7,6 +7,7 @@ import pytest
 
 from inferbudget.metrics.client import PrometheusClient, Sample
 from inferbudget.metrics.observe import Target
+from inferbudget.metrics.source import DEFAULT
 from inferbudget.observer import MAX_AGE_CYCLES, FleetObserver
 
 QUERIES_PER_BATCH = 5  # vLLM, no memory signal: latency buckets, request rate, token rate, queue, freshness
@@ -39,7 +40,7 @@ def target(index: int) -> Target:
 def reconcile_all(observer: FleetObserver, targets: list[Target]) -> list[float | None]:
     """Every budget's reconcile at once, as kopf starts their timers at start-up."""
     async def go() -> list[float | None]:
-        metrics = await asyncio.gather(*(observer.metrics_for(t, None) for t in targets))
+        metrics = await asyncio.gather(*(observer.metrics_for(t, DEFAULT) for t in targets))
         return [m.requests_per_second for m in metrics]
     return asyncio.run(go())
 
@@ -64,10 +65,10 @@ def test_a_cycle_costs_one_batch_for_any_number_of_budgets(count: int) -> None:
     observer = FleetObserver(lambda _: prometheus, cycle_seconds=30, clock=lambda: now[0])
 
     async def go() -> None:
-        await asyncio.gather(*(observer.metrics_for(t, None) for t in targets))
+        await asyncio.gather(*(observer.metrics_for(t, DEFAULT) for t in targets))
         sent = prometheus.queries_sent
         now[0] += 30
-        await asyncio.gather(*(observer.metrics_for(t, None) for t in targets))
+        await asyncio.gather(*(observer.metrics_for(t, DEFAULT) for t in targets))
         await refreshed(observer)
         assert prometheus.queries_sent - sent == QUERIES_PER_BATCH
 
@@ -87,16 +88,16 @@ def test_reconciles_are_served_the_last_snapshot_while_its_refresh_waits_for_pro
     observer = FleetObserver(lambda _: prometheus, cycle_seconds=30, clock=lambda: now[0])
 
     async def go() -> None:
-        await asyncio.gather(*(observer.metrics_for(t, None) for t in targets))
+        await asyncio.gather(*(observer.metrics_for(t, DEFAULT) for t in targets))
         now[0] += 30  # a cycle later: due for a refresh, which Prometheus is slow to answer
         prometheus.answering.clear()
         prometheus.value = 5.0
-        served = await asyncio.gather(*(observer.metrics_for(t, None) for t in targets))
+        served = await asyncio.gather(*(observer.metrics_for(t, DEFAULT) for t in targets))
         assert [m.requests_per_second for m in served] == [4.0] * 20  # the last snapshot, without waiting
         assert observer.refreshing
         prometheus.answering.set()
         await refreshed(observer)
-        fresh = await asyncio.gather(*(observer.metrics_for(t, None) for t in targets))
+        fresh = await asyncio.gather(*(observer.metrics_for(t, DEFAULT) for t in targets))
         assert [m.requests_per_second for m in fresh] == [10.0] * 20
 
     asyncio.run(go())
@@ -109,9 +110,9 @@ def test_a_snapshot_older_than_its_bound_is_not_served_but_waited_for() -> None:
     observer = FleetObserver(lambda _: prometheus, cycle_seconds=30, clock=lambda: now[0])
 
     async def go() -> float | None:
-        await observer.metrics_for(budget, None)
+        await observer.metrics_for(budget, DEFAULT)
         now[0] += 30 * MAX_AGE_CYCLES  # e.g. the operator's loop was stalled for two cycles
         prometheus.value = 5.0
-        return (await observer.metrics_for(budget, None)).requests_per_second
+        return (await observer.metrics_for(budget, DEFAULT)).requests_per_second
 
     assert asyncio.run(go()) == 10.0

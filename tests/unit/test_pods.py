@@ -72,6 +72,6 @@ def test_a_namespace_nobody_asks_for_any_more_is_dropped() -> None:
 def test_only_pods_labelled_with_the_templates_variant_tell_its_memory() -> None:
     budget = spec()
     own = {"new-0": "fp8", "old-0": "bf16", "older-0": None}  # mid-swap: unlabelled pods predate the first swap
-    assert _target("serving/llama", "serving", budget, own, "fp8").variant_pods == {"new-0"}
+    assert _target("serving/llama", "serving", budget, own, "fp8").variant_pods == frozenset({"new-0"})
     assert _target("serving/llama", "serving", budget, own, "fp8").pods == set(own)  # all count for the load
     assert _target("serving/llama", "serving", budget, own, None).variant_pods is None  # the template says none

@@ -6,7 +6,7 @@ from typing import Any
 from inferbudget.actuate.variant import BASELINE_KEY, baseline_of, container_for, swap_patch
 from inferbudget.api.spec import Variant
 
-BASELINE = {"image": "vllm/vllm-openai:v0.10.1", "args": ["--model", "llama-bf16"],
+BASELINE: dict[str, Any] = {"image": "vllm/vllm-openai:v0.10.1", "args": ["--model", "llama-bf16"],
             "env": [{"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}}],
             "resources": {"limits": {"nvidia.com/gpu": "1"}, "requests": {"cpu": "4"}}}
 

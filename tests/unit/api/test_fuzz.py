@@ -73,7 +73,8 @@ def names_a_field(problem: Problem, manifest: Manifest) -> bool:
 def test_valid_manifests_are_accepted_and_parse_into_the_model(manifest: Manifest) -> None:
     assert validate_manifest(manifest) == []
     spec = accepted_spec(manifest)
-    assert spec.to_wire()["variants"][0]["name"] == manifest["spec"]["variants"][0]["name"]
+    wire: dict[str, Any] = spec.to_wire()
+    assert wire["variants"][0]["name"] == manifest["spec"]["variants"][0]["name"]
 
 
 @FUZZ
@@ -96,10 +97,10 @@ def test_what_the_fuzzing_found_stays_fixed(case: Found) -> None:
         accepted_spec(case.manifest)
 
 
-JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
-                    | st.text(max_size=8),
-                    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children,
-                                                                                      max_size=3), max_leaves=12)
+JSON: st.SearchStrategy[Any] = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    max_leaves=12)
 
 
 @FUZZ

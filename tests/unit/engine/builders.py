@@ -64,7 +64,7 @@ class Fleet:
         self.decisions.append(decision)
         return decision
 
-    def run(self, start: float, seconds: float, rps: float, every: float = 15.0, **fields: Any) -> Decision:
+    def run(self, start: float, seconds: float, rps: float | None, every: float = 15.0, **fields: Any) -> Decision:
         """Steps at a constant load; the last decision."""
         now, decision = start, None
         while now < start + seconds:
@@ -80,4 +80,5 @@ class Fleet:
 
 def one_variant(**overrides: Any) -> InferenceBudgetSpec:
     """The budget with only the big variant, for tests of scaling alone."""
-    return budget(**{"variants": budget().to_wire()["variants"][:1], **overrides})
+    wire: dict[str, Any] = budget().to_wire()
+    return budget(**{"variants": wire["variants"][:1], **overrides})

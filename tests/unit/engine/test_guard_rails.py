@@ -4,7 +4,7 @@ The budgets come from `builders`: big carries 4 req/s per replica, small 6 (both
 big replicas or 4 small ones; scale-down and swaps count 5% less capacity (the dead band).
 """
 
-from typing import get_args
+from typing import Any, get_args
 
 import pytest
 
@@ -322,7 +322,8 @@ def test_a_scale_up_the_forecast_asked_for_is_held_for_its_horizon() -> None:
 
 
 def test_an_undeclared_start_up_time_is_learned_from_replicas_becoming_ready() -> None:
-    big = {key: value for key, value in budget().to_wire()["variants"][0].items() if key != "startupSeconds"}
+    wire: dict[str, Any] = budget().to_wire()
+    big = {key: value for key, value in wire["variants"][0].items() if key != "startupSeconds"}
     spec = one_variant(variants=[big])
     state = EngineState()
     for now in range(0, 195, 15):  # 3 replicas asked for at t=0, all Ready at t=180
@@ -332,8 +333,8 @@ def test_an_undeclared_start_up_time_is_learned_from_replicas_becoming_ready() -
         _, state = decide(spec, seen(2.0, replicas=3, ready=3 if now >= 690 else 2, at=now), state, float(now))
     assert startup_seconds(spec, state, "big") == 135.0
     for step in range(7):  # the forecast looks ahead over the learned start-up plus a cycle
-        now = 2000.0 + 15 * step
-        rising, state = decide(spec, seen(2.0 + step, replicas=1, at=now), state, now)
+        at = 2000.0 + 15 * step
+        rising, state = decide(spec, seen(2.0 + step, replicas=1, at=at), state, at)
     assert rising.reason == "CapacityForecast" and "within 150s" in rising.message
 
 

@@ -17,7 +17,7 @@ CLIENTS = {"kopf", "kubernetes", "kubernetes_asyncio", "aiohttp", "requests", "h
 
 
 def _imports(path: Path) -> set[str]:
-    names = set()
+    names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)

@@ -1,6 +1,7 @@
 """The engine's memory survives the resource's status: JSON in, JSON out, and a restart resumes exactly."""
 
 import json
+from typing import Any
 
 from inferbudget.engine import EngineState, FailedRollout, decide
 
@@ -8,7 +9,7 @@ from .builders import budget, seen
 
 # A day in the life of a budget: load rises, a variant becomes cheaper, metrics drop out, a rollout fails, and
 # a breach on the one Ready replica while the others start.
-SCENARIO: list[tuple[float, float | None, dict[str, object]]] = [
+SCENARIO: list[tuple[float, float | None, dict[str, Any]]] = [
     *[(t * 15.0, 2.0 + t * 0.5, {}) for t in range(40)],
     *[(600.0 + t * 15.0, 22.0, {"latency_ms": 1400.0}) for t in range(20)],
     *[(900.0 + t * 15.0, None, {"metrics_available": False}) for t in range(8)],
@@ -22,11 +23,11 @@ def run(restart_every_cycle: bool) -> list[tuple[object, ...]]:
     spec = budget()
     state = EngineState()
     variant, replicas = "big", 1
-    outcomes = []
+    outcomes: list[tuple[object, ...]] = []
     for now, rps, fields in SCENARIO:
         if restart_every_cycle:
             state = EngineState.from_json(json.loads(json.dumps(state.to_json())))
-        observation = seen(rps, variant=variant, replicas=replicas, at=now, **fields)  # type: ignore[arg-type]
+        observation = seen(rps, variant=variant, replicas=replicas, at=now, **fields)
         decision, state = decide(spec, observation, state, now)
         variant, replicas = decision.variant or variant, decision.replicas
         outcomes.append((decision.action, decision.reason, decision.message, decision.variant, decision.replicas,

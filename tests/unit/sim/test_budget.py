@@ -95,11 +95,13 @@ def test_a_budget_s_declared_figures_are_what_the_engine_is_told_and_what_the_re
     trace = stepped_trace([(600, 5.0)])
     spec = {variant.name: variant for variant in engine_spec(budget, profile, trace).variants}
     fp8, bf16 = spec["fp8-h100"], spec["bf16-h100"]
+    assert fp8.capacity_hint is not None
     assert (fp8.quality, str(fp8.cost_per_replica_hour), fp8.capacity_hint.requests_per_second, fp8.startup_seconds) \
         == (0.99, "6.48", 2.5, 240)
     profile_bf16 = profile.variant("bf16-h100")  # declares nothing: the profile's figures and a benchmark
     assert (bf16.quality, float(bf16.cost_per_replica_hour), bf16.startup_seconds) == (
         profile_bf16.quality, profile_bf16.price_per_hour, round(profile_bf16.startup_s))
+    assert bf16.capacity_hint is not None
     assert bf16.capacity_hint.requests_per_second == round(benchmark_capacity(profile_bf16, trace, budget), 3)
     billed = RunContext(trace, profile, budget).profile
     assert (billed.variant("fp8-h100").price_per_hour, billed.variant("fp8-h100").quality) == (6.48, 0.99)
@@ -123,4 +125,5 @@ def test_the_cost_ceiling_and_total_memory_cap_every_policy_s_replicas(profile: 
     assert SimBudget.from_spec({**DECLARING, "cost": {}, "memory": {}}).replica_cap(bf16) == 12
     for baseline in BASELINES.values():
         assert baseline.build(bf16, 1.0, budget).replicas_max == budget.replica_cap(bf16)  # type: ignore[attr-defined]
-    assert engine_spec(budget, profile, stepped_trace([(60, 1.0)])).memory.max_total_bytes == 80 * 2**30
+    memory = engine_spec(budget, profile, stepped_trace([(60, 1.0)])).memory
+    assert memory is not None and memory.max_total_bytes == 80 * 2**30

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import itertools
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -71,8 +72,9 @@ def test_tuning_refines_between_grid_settings_and_never_costs_more_than_the_grid
     log = TuningLog()
     tuned = tune_baseline(baseline, context, log)
     grids = {name: baseline.settings(context.profile.variant(name), context) for name in context.budget.variants}
-    on_grid = [run for run in log.runs if run["target"] in grids[str(run["variant"])]]
-    between = [run for run in log.runs if run["target"] not in grids[str(run["variant"])]]
+    runs: list[dict[str, Any]] = log.runs  # JSON-like records
+    on_grid = [run for run in runs if run["target"] in grids[str(run["variant"])]]
+    between = [run for run in runs if run["target"] not in grids[str(run["variant"])]]
     met_on_grid = [run for run in on_grid if not run["aborted"] and run["slo_attainment_requests"] >= 0.99]
     assert between and met_on_grid  # the refinement ran, after the grid found a setting that meets the target
     assert tuned.meets(0.99)

@@ -188,7 +188,8 @@ def test_the_size_of_the_requests_is_read_over_the_observation_window(profile: F
 def test_a_run_without_its_series_scores_exactly_as_one_with_them(profile: FleetProfile) -> None:
     # Tuning runs keep no series; what they report must not depend on it.
     trace = _uneven_trace(1800)
-    script = {0: FleetTarget("fp8-h100", 1), 300: FleetTarget("fp8-h100", 3), 900: FleetTarget("int4-w4a16-a100", 2)}
+    script: dict[float, FleetTarget] = {
+        0: FleetTarget("fp8-h100", 1), 300: FleetTarget("fp8-h100", 3), 900: FleetTarget("int4-w4a16-a100", 2)}
     kept = replay(trace, profile, BUDGET, Scripted(script))
     bare = replay(trace, profile, BUDGET, Scripted(script), ReplayOptions(keep_series=False))
     assert kept.series is not None and bare.series is None
@@ -199,7 +200,8 @@ def test_a_run_without_its_series_scores_exactly_as_one_with_them(profile: Fleet
 def test_a_policy_asking_for_fewer_than_no_replicas_or_a_numpy_count_gets_a_whole_count(
     profile: FleetProfile,
 ) -> None:
-    script = {0: FleetTarget("fp8-h100", np.int64(2)), 60: FleetTarget("fp8-h100", -3)}  # type: ignore[arg-type]
+    script: dict[float, FleetTarget] = {
+        0: FleetTarget("fp8-h100", np.int64(2)), 60: FleetTarget("fp8-h100", -3)}  # type: ignore[arg-type]
     policy = Scripted(script)
     result = replay(steady_trace(1, 120), profile, BUDGET, policy)
     assert result.series is not None
