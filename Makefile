@@ -67,8 +67,8 @@ cluster-down:
 	$(CLUSTER) down
 
 lint: venv
-	$(BIN)/ruff check operator tests
-	$(BIN)/mypy operator/inferbudget
+	$(BIN)/ruff check operator tests bench hack
+	$(BIN)/mypy operator/inferbudget tests bench hack
 
 crd: venv
 	$(BIN)/python -m inferbudget.api.crd > crds/inferbudget.io_inferencebudgets.yaml
