@@ -116,7 +116,7 @@ class Cycle:
 
     def plan(self) -> Plan | None:
         return plan(self.spec, self.observation, self.state, self.loads(), self.may_scale_down(),
-                    room=room_shown(self.spec, self.state, self.observation, self.now))
+                    room_ms=room_shown(self.spec, self.state, self.observation, self.now))
 
     def _windows(self) -> tuple[float, float]:
         policy = self.spec.policy

@@ -55,22 +55,30 @@ better than the running one, whose optimistic hint has been corrected while thei
 from the first observation, as the running variant's own correction does: with a correction of its own but not
 of the others, a variant identical to the running one looks better and is swapped to. The proven load carries
 over in proportion too, or a swap would be the way round it (the fleet of 7 above went to 1 replica of another
-variant instead). A variant that has run is planned for the higher of its own proven load and that proportion:
-its own may date from a quiet night, and alone it made the variant that served the day's peak look worse than
-builds never run (a replay of a daily cycle between 1 and 16 req/s swapped from a breaching A100 fleet to bf16
-on an H100, which breached in turn, rather than back to fp8).
+variant instead). A variant that has run is planned for the higher of its own proven load and that proportion
+(`_proven`): its own may date from a quiet night, and alone it made the variant that served the day's peak look
+worse than builds never run (a replay of a daily cycle between 1 and 16 req/s swapped from a breaching A100 fleet
+to bf16 on an H100, which breached in turn, rather than back to fp8). The proportion counts no higher than the
+variant's hint is believed (`hint_factor`), so that a proven load the running variant showed before its capacity
+fell lifts no cap.
 
-One exception (`room_shown`): while the running fleet is steady and answers within a quarter of the threshold,
-an untried variant is planned at its hint, for no fewer replicas than run now (see engine.planning). At low
-load the proportion proven is small, and a cheaper, slower variant was never tried: on 2 req/s the example
-budget kept one fp8 H100 replica ($6.48 over 2 hours) where one int8 A100 replica serves every request ($4.23
-now, the swap included). A trial that breaches is corrected as any breach is, and it teaches the variant's own
-capacity, so it is not tried again at its hint: at 6 req/s, with the A100 hint raised to more than it carries,
-99.7% of the requests met the budget for $6.67, against 100% for $6.48 never trying it. On daily cycles (6 hours
-of a 2-hour sine, 1000/100 tokens) trials trade a little attainment for cost (with them, then without): between
-0.5 and 3 req/s 99.74% for $12.77 against 99.89% for $14.56 (every baseline: one int8 A100 replica, 100% for
-$11.94); 1 to 6 req/s 99.18% for $15.28 against 99.52% for $16.36; 2 to 10, 99.79% for $17.83 against 99.93%
-for $18.36; but 1 to 16, 99.32% for $18.45 against 99.63% for $18.37.
+One exception (`room_shown`, engine.planning.Trial): while the running fleet is steady and answers within a
+quarter of the threshold, an untried variant is planned at its hint (scaled as the running variant's was), for
+no fewer replicas than run now, if the running fleet's latency times the ratio of their capacities is within a
+quarter of the threshold too. At low load the proportion proven is small, and a cheaper, slower variant was
+never tried: on 2 req/s the example budget kept one fp8 H100 replica ($6.48 over 2 hours) where one int8 A100
+replica serves every request ($4.23 now, the swap included). Without the ratio, trials assumed every variant
+answers as fast as the running one: on long prompts, where the example budget's hints (chat lengths) all claim
+too much, one fp8 replica far within the threshold was swapped in turn for A100 builds that miss it at any load
+(10,000-token prompts at 0.1 req/s: 8% of the requests within the budget; now 100%, no swap). A trial that
+breaches is corrected as any breach is (over the threshold at any load too: see `_count_breach`), and it teaches
+the variant's own capacity, so it is not tried again at its hint: at 6 req/s, with the A100 hint raised to more
+than it carries, 99.7% of the requests met the budget for $6.67, against 100% for $6.48 never trying it; 3,000-
+token prompts at 0.5 req/s, 99.56% for $6.18 against 100% for $6.48. On daily cycles (6 hours of a 2-hour sine,
+1000/100 tokens) trials trade a little attainment for cost (with them, then without): between 0.5 and 3 req/s
+99.76% for $12.63 against 99.89% for $14.56 (every baseline: one int8 A100 replica, 100% for $11.94); 1 to 6
+req/s 99.18% for $15.28 against 99.52% for $16.36; 2 to 10, 99.79% for $17.83 against 99.93% for $18.36; but 1
+to 16, 99.32% for $18.45 against 99.63% for $18.37.
 """
 
 from collections.abc import Callable
@@ -105,7 +113,7 @@ class Performance:
     capacity: float | None  # requests/s per replica at the latency threshold; None: unknown
     slope: float | None  # of the latency line; None: unknown
     startup_seconds: float
-    proven: float | None = None  # the most requests/s per replica seen served within the threshold
+    proven: float | None = None  # requests/s per replica shown served within the threshold (see _proven)
 
     def line(self, threshold_s: float) -> Line | None:
         """The latency line through the planning capacity (so predictions agree with replica counts)."""
@@ -128,14 +136,22 @@ def performance(variant: Variant, state: EngineState, threshold_s: float, hint_f
         capacity=capacity,
         slope=line.slope if line is not None else None,
         startup_seconds=_startup_seconds(variant, learned),
-        proven=_highest(learned.proven_at,
-                        hint * proven_factor if hint is not None and proven_factor is not None else None),
+        proven=_proven(learned, hint, hint_factor, proven_factor),
     )
 
 
-def _highest(*values: float | None) -> float | None:
-    known = [value for value in values if value is not None]
-    return max(known) if known else None
+def _proven(learned: LearnedVariant, hint: float | None, hint_factor: float,
+            proven_factor: float | None) -> float | None:
+    """The variant's own proven load or, in proportion to its hint, the running variant's: an untried variant has
+    only the latter; one that has run the higher of the two, the proportion counted no higher than its hint is
+    believed (`hint_factor`), so that a proven load the running variant showed before its capacity fell lifts no
+    cap."""
+    carried = hint * proven_factor if hint is not None and proven_factor is not None else None
+    if learned.proven_at is None:
+        return carried
+    if carried is None or hint is None:
+        return learned.proven_at
+    return max(learned.proven_at, min(carried, hint * hint_factor))
 
 
 def hint_factor(spec: InferenceBudgetSpec, state: EngineState, running: str | None) -> float:
@@ -147,8 +163,8 @@ def hint_factor(spec: InferenceBudgetSpec, state: EngineState, running: str | No
 
 
 def proven_factor(spec: InferenceBudgetSpec, state: EngineState, running: str | None) -> float | None:
-    """The proven load (LearnedVariant.proven_at) over declared capacity, as `hint_factor` takes it: what a
-    variant that has not run may be planned to carry at most, in proportion to its hint. None: nothing proven."""
+    """The proven load (LearnedVariant.proven_at) over declared capacity, as `hint_factor` takes it: in proportion
+    to its hint, what another variant may be planned to carry at most (see `_proven`). None: nothing proven."""
     return _taught(spec, state, running, lambda learned: learned.proven_at)
 
 
@@ -263,7 +279,8 @@ def learn_capacity(state: EngineState, spec: InferenceBudgetSpec, observation: O
     fit = _count_breach(observe(state.fits.get(variant.name, LatencyFit()), rate, latency_ms / 1000.0), within)
     state = state.model_copy(update={"fits": {**state.fits, variant.name: fit}})
     line = fitted_line(fit, capacity_hint(variant), threshold_s)
-    if line is None and not within:
+    sustained_breach = not within and fit.breached > SUSTAINED_BREACH_SHARE * fit.weight
+    if line is None and not within and not sustained_breach:
         return state
     learned = state.learned.get(variant.name, LearnedVariant())
     breached_at = _breached_at(learned.breached_at, rate, within)
@@ -274,7 +291,7 @@ def learn_capacity(state: EngineState, spec: InferenceBudgetSpec, observation: O
     reach = rate * (extrapolation(observation.ready_replicas) if flat else MAX_EXTRAPOLATION)
     # No line: latency has not grown with load. Within the threshold, only the bounds on learning up apply.
     fitted = max(line.capacity(threshold_s), MIN_CAPACITY) if line is not None else max(current or 0.0, reach)
-    if not within and fit.breached > SUSTAINED_BREACH_SHARE * fit.weight:
+    if sustained_breach:  # with no line too: a variant over the threshold at any load must still learn so
         fitted = min(fitted, rate * BREACH_CLEARANCE)
     if current is not None and fitted > current:
         # Optimism needs evidence near the claim: a fleet idling at low load says little about where its
@@ -298,13 +315,15 @@ def latency_flat(line: Line | None, latency_ms: float, threshold_ms: float) -> b
     return line is None and latency_ms <= BASE_LATENCY_FRACTION * threshold_ms
 
 
-def room_shown(spec: InferenceBudgetSpec, state: EngineState, observation: Observation, now: float) -> bool:
-    """The running fleet is steady and answers within the latency model's base latency, a quarter of the
-    threshold: what lets an untried variant be planned at its hint (see engine.planning)."""
+def room_shown(spec: InferenceBudgetSpec, state: EngineState, observation: Observation,
+               now: float) -> float | None:
+    """The latency of the running fleet when it is steady and within the latency model's base latency, a quarter
+    of the threshold; None otherwise. An untried variant may then be tried at its hint if that latency, scaled
+    by the ratio of their capacities, is within it too (engine.planning.trial_fits)."""
     latency_ms = observation.latency_ms
     if latency_ms is None or not _steady(state, spec, observation, now):
-        return False
-    return latency_ms <= BASE_LATENCY_FRACTION * spec.latency.threshold_ms
+        return None
+    return latency_ms if latency_ms <= BASE_LATENCY_FRACTION * spec.latency.threshold_ms else None
 
 
 def extrapolation(replicas: int) -> float:
@@ -326,7 +345,9 @@ def _count_breach(fit: LatencyFit, within: bool) -> LatencyFit:
     steady observations over the threshold says so directly: above SUSTAINED_BREACH_SHARE (a request percentile
     of 99 cannot be met when about one cycle in seven misses it, by seconds), a breach pulls the capacity down to
     below the load it was seen at (BREACH_CLEARANCE of it), by the bounded step, and the plan adds replicas
-    instead of holding. An occasional breach, as every percentile has, leaves the line alone."""
+    instead of holding. An occasional breach, as every percentile has, leaves the line alone. So does a sustained
+    breach where no line can be drawn (a variant over the threshold at any load among its observations): learning
+    stopped there, and a fleet whose hint claimed 8 times what it carried held over the threshold for ever."""
     return fit if within else fit.model_copy(update={"breached": fit.breached + 1.0})
 
 
