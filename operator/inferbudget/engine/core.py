@@ -36,7 +36,7 @@ from inferbudget.engine.bursts import (
 )
 from inferbudget.engine.decision import Decision, Reason, cost_of, hold
 from inferbudget.engine.forecast import forecast, load_now, remember_planned, remember_rate, trend
-from inferbudget.engine.learning import learn_capacity, room_shown, startup_seconds, track_fleet
+from inferbudget.engine.learning import learn_capacity, startup_seconds, track_fleet
 from inferbudget.engine.observation import Observation
 from inferbudget.engine.pacing import pace
 from inferbudget.engine.planning import Loads, Option, Plan, plan
@@ -115,8 +115,7 @@ class Cycle:
         return since is not None and since <= self.now - self.spec.policy.scale_down.stabilization_seconds
 
     def plan(self) -> Plan | None:
-        return plan(self.spec, self.observation, self.state, self.loads(), self.may_scale_down(),
-                    room_ms=room_shown(self.spec, self.state, self.observation, self.now))
+        return plan(self.spec, self.observation, self.state, self.loads(), self.may_scale_down())
 
     def _windows(self) -> tuple[float, float]:
         policy = self.spec.policy

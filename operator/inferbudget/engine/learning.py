@@ -54,31 +54,8 @@ behind the hints), the other variants most likely would too. Without that, every
 better than the running one, whose optimistic hint has been corrected while theirs have not. The lesson applies
 from the first observation, as the running variant's own correction does: with a correction of its own but not
 of the others, a variant identical to the running one looks better and is swapped to. The proven load carries
-over in proportion too, or a swap would be the way round it (the fleet of 7 above went to 1 replica of another
-variant instead). A variant that has run is planned for the higher of its own proven load and that proportion
-(`_proven`): its own may date from a quiet night, and alone it made the variant that served the day's peak look
-worse than builds never run (a replay of a daily cycle between 1 and 16 req/s swapped from a breaching A100 fleet
-to bf16 on an H100, which breached in turn, rather than back to fp8). The proportion counts no higher than the
-variant's hint is believed (`hint_factor`), so that a proven load the running variant showed before its capacity
-fell lifts no cap.
-
-One exception (`room_shown`, engine.planning.Trial): while the running fleet is steady and answers within a
-quarter of the threshold, an untried variant is planned at its hint (scaled as the running variant's was), for
-no fewer replicas than run now, if the running fleet's latency times the ratio of their capacities is within a
-quarter of the threshold too. At low load the proportion proven is small, and a cheaper, slower variant was
-never tried: on 2 req/s the example budget kept one fp8 H100 replica ($6.48 over 2 hours) where one int8 A100
-replica serves every request ($4.23 now, the swap included). Without the ratio, trials assumed every variant
-answers as fast as the running one: on long prompts, where the example budget's hints (chat lengths) all claim
-too much, one fp8 replica far within the threshold was swapped in turn for A100 builds that miss it at any load
-(10,000-token prompts at 0.1 req/s: 8% of the requests within the budget; now 100%, no swap). A trial that
-breaches is corrected as any breach is (over the threshold at any load too: see `_count_breach`), and it teaches
-the variant's own capacity, so it is not tried again at its hint: at 6 req/s, with the A100 hint raised to more
-than it carries, 99.7% of the requests met the budget for $6.67, against 100% for $6.48 never trying it; 3,000-
-token prompts at 0.5 req/s, 99.56% for $6.18 against 100% for $6.48. On daily cycles (6 hours of a 2-hour sine,
-1000/100 tokens) trials trade a little attainment for cost (with them, then without): between 0.5 and 3 req/s
-99.76% for $12.63 against 99.89% for $14.56 (every baseline: one int8 A100 replica, 100% for $11.94); 1 to 6
-req/s 99.18% for $15.28 against 99.52% for $16.36; 2 to 10, 99.79% for $17.83 against 99.93% for $18.36; but 1
-to 16, 99.32% for $18.45 against 99.63% for $18.37.
+over in proportion too, or a swap would be the way round it (the fleet of 7 above went to 1 replica of
+another variant instead).
 """
 
 from collections.abc import Callable
@@ -113,7 +90,7 @@ class Performance:
     capacity: float | None  # requests/s per replica at the latency threshold; None: unknown
     slope: float | None  # of the latency line; None: unknown
     startup_seconds: float
-    proven: float | None = None  # requests/s per replica shown served within the threshold (see _proven)
+    proven: float | None = None  # the most requests/s per replica seen served within the threshold
 
     def line(self, threshold_s: float) -> Line | None:
         """The latency line through the planning capacity (so predictions agree with replica counts)."""
@@ -124,9 +101,8 @@ class Performance:
 
 def performance(variant: Variant, state: EngineState, threshold_s: float, hint_factor: float,
                 proven_factor: float | None = None) -> Performance:
-    """What one replica of `variant` is believed to do. `hint_factor` (see it) scales the hints of variants
-    without observations of their own; `proven_factor` (see it) sets a proven load in proportion to the hint,
-    which the variant's own proven load can only raise."""
+    """What one replica of `variant` is believed to do; `hint_factor` and `proven_factor` (see those) scale the
+    hints of variants without observations of their own."""
     learned = state.learned.get(variant.name, LearnedVariant())
     hint = capacity_hint(variant)
     line = fitted_line(state.fits.get(variant.name, LatencyFit()), hint, threshold_s)
@@ -136,22 +112,9 @@ def performance(variant: Variant, state: EngineState, threshold_s: float, hint_f
         capacity=capacity,
         slope=line.slope if line is not None else None,
         startup_seconds=_startup_seconds(variant, learned),
-        proven=_proven(learned, hint, hint_factor, proven_factor),
+        proven=learned.proven_at if learned.proven_at is not None else (
+            hint * proven_factor if hint is not None and proven_factor is not None else None),
     )
-
-
-def _proven(learned: LearnedVariant, hint: float | None, hint_factor: float,
-            proven_factor: float | None) -> float | None:
-    """The variant's own proven load or, in proportion to its hint, the running variant's: an untried variant has
-    only the latter; one that has run the higher of the two, the proportion counted no higher than its hint is
-    believed (`hint_factor`), so that a proven load the running variant showed before its capacity fell lifts no
-    cap."""
-    carried = hint * proven_factor if hint is not None and proven_factor is not None else None
-    if learned.proven_at is None:
-        return carried
-    if carried is None or hint is None:
-        return learned.proven_at
-    return max(learned.proven_at, min(carried, hint * hint_factor))
 
 
 def hint_factor(spec: InferenceBudgetSpec, state: EngineState, running: str | None) -> float:
@@ -163,8 +126,8 @@ def hint_factor(spec: InferenceBudgetSpec, state: EngineState, running: str | No
 
 
 def proven_factor(spec: InferenceBudgetSpec, state: EngineState, running: str | None) -> float | None:
-    """The proven load (LearnedVariant.proven_at) over declared capacity, as `hint_factor` takes it: in proportion
-    to its hint, what another variant may be planned to carry at most (see `_proven`). None: nothing proven."""
+    """The proven load (LearnedVariant.proven_at) over declared capacity, as `hint_factor` takes it: what a
+    variant that has not run may be planned to carry at most, in proportion to its hint. None: nothing proven."""
     return _taught(spec, state, running, lambda learned: learned.proven_at)
 
 
@@ -279,19 +242,19 @@ def learn_capacity(state: EngineState, spec: InferenceBudgetSpec, observation: O
     fit = _count_breach(observe(state.fits.get(variant.name, LatencyFit()), rate, latency_ms / 1000.0), within)
     state = state.model_copy(update={"fits": {**state.fits, variant.name: fit}})
     line = fitted_line(fit, capacity_hint(variant), threshold_s)
-    sustained_breach = not within and fit.breached > SUSTAINED_BREACH_SHARE * fit.weight
-    if line is None and not within and not sustained_breach:
+    if line is None and not within:
         return state
     learned = state.learned.get(variant.name, LearnedVariant())
     breached_at = _breached_at(learned.breached_at, rate, within)
     hint = capacity_hint(variant)
     current = learned.requests_per_second_per_replica if learned.samples else (
         hint * hint_factor(spec, state, variant.name) if hint is not None else None)  # where planning started
-    flat = latency_flat(line, latency_ms, spec.latency.threshold_ms)
+    # Latency flat with load and far within the threshold: see the module's docstring
+    flat = line is None and latency_ms <= BASE_LATENCY_FRACTION * spec.latency.threshold_ms
     reach = rate * (extrapolation(observation.ready_replicas) if flat else MAX_EXTRAPOLATION)
     # No line: latency has not grown with load. Within the threshold, only the bounds on learning up apply.
     fitted = max(line.capacity(threshold_s), MIN_CAPACITY) if line is not None else max(current or 0.0, reach)
-    if sustained_breach:  # with no line too: a variant over the threshold at any load must still learn so
+    if not within and fit.breached > SUSTAINED_BREACH_SHARE * fit.weight:
         fitted = min(fitted, rate * BREACH_CLEARANCE)
     if current is not None and fitted > current:
         # Optimism needs evidence near the claim: a fleet idling at low load says little about where its
@@ -306,24 +269,6 @@ def learn_capacity(state: EngineState, spec: InferenceBudgetSpec, observation: O
     return _with_learned(state, variant.name, learned.model_copy(update={
         "requests_per_second_per_replica": capacity, "samples": learned.samples + 1, "breached_at": breached_at,
         "proven_at": proven}))
-
-
-def latency_flat(line: Line | None, latency_ms: float, threshold_ms: float) -> bool:
-    """Latency has not grown with load (no line can be drawn) and is within the latency model's base latency, a
-    quarter of the threshold: evidence of room that low latency alone, where a line exists, is not (see the
-    module's docstring)."""
-    return line is None and latency_ms <= BASE_LATENCY_FRACTION * threshold_ms
-
-
-def room_shown(spec: InferenceBudgetSpec, state: EngineState, observation: Observation,
-               now: float) -> float | None:
-    """The latency of the running fleet when it is steady and within the latency model's base latency, a quarter
-    of the threshold; None otherwise. An untried variant may then be tried at its hint if that latency, scaled
-    by the ratio of their capacities, is within it too (engine.planning.trial_fits)."""
-    latency_ms = observation.latency_ms
-    if latency_ms is None or not _steady(state, spec, observation, now):
-        return None
-    return latency_ms if latency_ms <= BASE_LATENCY_FRACTION * spec.latency.threshold_ms else None
 
 
 def extrapolation(replicas: int) -> float:
@@ -345,9 +290,7 @@ def _count_breach(fit: LatencyFit, within: bool) -> LatencyFit:
     steady observations over the threshold says so directly: above SUSTAINED_BREACH_SHARE (a request percentile
     of 99 cannot be met when about one cycle in seven misses it, by seconds), a breach pulls the capacity down to
     below the load it was seen at (BREACH_CLEARANCE of it), by the bounded step, and the plan adds replicas
-    instead of holding. An occasional breach, as every percentile has, leaves the line alone. So does a sustained
-    breach where no line can be drawn (a variant over the threshold at any load among its observations): learning
-    stopped there, and a fleet whose hint claimed 8 times what it carried held over the threshold for ever."""
+    instead of holding. An occasional breach, as every percentile has, leaves the line alone."""
     return fit if within else fit.model_copy(update={"breached": fit.breached + 1.0})
 
 

@@ -12,12 +12,6 @@ variant is sized for SWAP_MARGIN more than the top of its band, so that a swap n
 load wandering around the point where two variants cost the same does not swap back and forth. Until a whole
 scale-down window has been observed (after a start, a restart or blindness) the running variant keeps its count,
 and another variant must carry at least as much as the running fleet does: a swap is no way round the window.
-An untried variant is planned for no more than the running one has proven, in proportion to their hints
-(engine.learning), except on trial (`Trial`): while the running fleet answers within a quarter of the threshold
-(engine.learning.room_shown), an untried variant whose replica carries less by no more than that room allows
-(that latency times the ratio of their capacities is within a quarter too) is planned at its hint, scaled as the
-running variant's was, for no fewer replicas than run now. A trial tests the hint at the same count; a variant
-slower by more than the room allows could miss the threshold at any load (long prompts on an A100 build).
 
 Budgets. Quality below policy.minQuality and variants in their failure back-off are never options. Each option is
 capped by replicas.max, the cost ceiling and memory.maxTotal; replicas.min is never undercut.
@@ -34,13 +28,11 @@ SWAP_MARGIN more load than the running one to be the less bad.
 """
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from decimal import Decimal
 
 from inferbudget.api.spec import InferenceBudgetSpec, Variant
-from inferbudget.api.status import LearnedVariant
 from inferbudget.engine.forecast import forecast
-from inferbudget.engine.latency import BASE_LATENCY_FRACTION
 from inferbudget.engine.learning import MAX_EXTRAPOLATION, Performance, hint_factor, performance, proven_factor
 from inferbudget.engine.observation import Observation
 from inferbudget.engine.state import EngineState
@@ -111,7 +103,6 @@ class Option:
     within_memory: bool
     memory_per_replica_fits: bool
     running: bool
-    trial: bool = False  # untried, and planned at its hint (see the module's docstring)
 
     @property
     def feasible(self) -> bool:
@@ -190,35 +181,13 @@ def size(spec: InferenceBudgetSpec, perf: Performance, loads: Loads, replicas_no
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Trial:
-    """The running fleet's room (engine.learning.room_shown): its latency, and what a replica of it carries."""
-
-    latency_ms: float
-    running_capacity: float
-    threshold_ms: float
-
-    def admits(self, capacity: float | None) -> bool:
-        """A replica of this capacity would answer within a quarter of the threshold too, its latency scaled
-        from the running fleet's by how much less it carries."""
-        if capacity is None or capacity <= 0:
-            return False
-        scaled = self.latency_ms * max(self.running_capacity / capacity, 1.0)
-        return scaled <= BASE_LATENCY_FRACTION * self.threshold_ms
-
-
 def plan(spec: InferenceBudgetSpec, observation: Observation, state: EngineState, loads: Loads,
-         may_scale_down: bool, room_ms: float | None = None) -> Plan | None:
-    """Every option and the one to aim for; None when no variant can be sized (nothing known yet). `room_ms`: the
-    running fleet's latency when it shows room (engine.learning.room_shown): untried variants may be tried."""
+         may_scale_down: bool) -> Plan | None:
+    """Every option and the one to aim for; None when no variant can be sized (nothing known yet)."""
     factor = hint_factor(spec, state, observation.variant)
     proven = proven_factor(spec, state, observation.variant)
-    running_capacity = _running_capacity(spec, observation, state, factor)
-    kept = None if may_scale_down or running_capacity is None else observation.desired_replicas * running_capacity
-    trial = None
-    if room_ms is not None and may_scale_down and running_capacity is not None:
-        trial = Trial(room_ms, running_capacity, spec.latency.threshold_ms)
-    sized = (_option(spec, observation, state, variant, loads, may_scale_down, kept, factor, proven, trial)
+    kept = None if may_scale_down else _carried_now(spec, observation, state, factor)
+    sized = (_option(spec, observation, state, variant, loads, may_scale_down, kept, factor, proven)
              for variant in _candidates(spec, state))
     options = tuple(option for option in sized if option is not None)
     if not options:
@@ -250,41 +219,35 @@ def _candidates(spec: InferenceBudgetSpec, state: EngineState) -> list[Variant]:
     return healthy or good_enough
 
 
-def _running_capacity(spec: InferenceBudgetSpec, observation: Observation, state: EngineState,
-                      factor: float) -> float | None:
-    """What a replica of the running variant carries (None: unknown). The fleet keeps that many times its count
-    until a whole scale-down window has been observed, whatever the variant."""
+def _carried_now(spec: InferenceBudgetSpec, observation: Observation, state: EngineState,
+                 factor: float) -> float | None:
+    """The load the running fleet can carry: what the fleet keeps until a whole scale-down window has been
+    observed, whatever the variant (None: the running variant's capacity is unknown)."""
     running = spec.variant(observation.variant) if observation.variant else None
     if running is None:
         return None
-    return performance(running, state, spec.latency.threshold_ms / 1000.0, factor).capacity
+    capacity = performance(running, state, spec.latency.threshold_ms / 1000.0, factor).capacity
+    return observation.desired_replicas * capacity if capacity is not None else None
 
 
 def _option(spec: InferenceBudgetSpec, observation: Observation, state: EngineState, variant: Variant,
             loads: Loads, may_scale_down: bool, kept: float | None, factor: float,
-            proven: float | None, trial: Trial | None) -> Option | None:
+            proven: float | None) -> Option | None:
     """`kept`: the load the running fleet carries, while a whole scale-down window has not been observed yet
     (no other variant may carry less then: a swap must not shrink the fleet on a first, partial look at the load,
-    as the running variant may not). `trial`: an untried variant it admits is planned at its hint, for no fewer
-    replicas than run now."""
+    as the running variant may not)."""
     running = variant.name == observation.variant
     perf = performance(variant, state, spec.latency.threshold_ms / 1000.0, factor, proven)
-    untried = not running and not state.learned.get(variant.name, LearnedVariant()).samples
-    on_trial = untried and trial is not None and trial.admits(perf.capacity)
-    if on_trial:
-        perf = replace(perf, proven=None)
     sizing = size(spec, perf, loads, observation.desired_replicas if running else 0)
     if sizing is None and not running:
         return None  # a variant nobody knows the capacity of is not swapped to
     needed = _needed(sizing, observation.desired_replicas, running, may_scale_down=may_scale_down)
     if kept is not None and not running and perf.capacity is not None:
         needed = max(needed, replicas_for(kept, perf.capacity))
-    if on_trial:
-        needed = max(needed, observation.desired_replicas)
     cap = replica_cap(spec, variant, memory_per_replica(variant, observation))
     replicas = max(spec.replicas.min, min(needed, cap))
     return _priced(spec, variant, observation, perf, sizing, replicas, carries_load=needed <= cap,
-                   running=running, trial=on_trial)
+                   running=running)
 
 
 def _needed(sizing: Sizing | None, current: int, running: bool, *, may_scale_down: bool) -> int:
@@ -298,8 +261,7 @@ def _needed(sizing: Sizing | None, current: int, running: bool, *, may_scale_dow
 
 
 def _priced(spec: InferenceBudgetSpec, variant: Variant, observation: Observation, perf: Performance,
-            sizing: Sizing | None, replicas: int, *, carries_load: bool, running: bool,
-            trial: bool = False) -> Option:
+            sizing: Sizing | None, replicas: int, *, carries_load: bool, running: bool) -> Option:
     cost = variant.cost_per_replica_hour_decimal * replicas
     memory = memory_per_replica(variant, observation)
     budget = spec.memory
@@ -318,7 +280,6 @@ def _priced(spec: InferenceBudgetSpec, variant: Variant, observation: Observatio
         within_memory=fits_per_replica and within_total,
         memory_per_replica_fits=fits_per_replica,
         running=running,
-        trial=trial,
     )
 
 

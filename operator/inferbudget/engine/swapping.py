@@ -15,7 +15,7 @@ from inferbudget.api.spec import InferenceBudgetSpec
 from inferbudget.engine import messages as say
 from inferbudget.engine.decision import Decision, Reason, hold
 from inferbudget.engine.observation import Observation
-from inferbudget.engine.planning import SWAP_MARGIN, Option, Plan
+from inferbudget.engine.planning import SWAP_MARGIN, Plan
 from inferbudget.engine.state import EngineState, Preference
 
 
@@ -91,10 +91,6 @@ def _soft_reason(plan: Plan) -> Reason:
 
 
 def _advantage(plan: Plan) -> str:
-    return _gain(plan) + (_untried(plan.best) if plan.best.trial else "")
-
-
-def _gain(plan: Plan) -> str:
     best, running = plan.best, plan.running
     reason = _soft_reason(plan)
     if reason == "CheaperVariant" and running is not None:
@@ -104,12 +100,6 @@ def _gain(plan: Plan) -> str:
     if reason == "FasterVariant" and running is not None:
         return _capacities(plan)
     return f"quality {best.variant.quality:g}"
-
-
-def _untried(best: Option) -> str:
-    """A trial (engine.planning.Trial): the variant has not run, and is planned from its hint."""
-    capacity = best.performance.capacity or 0.0
-    return f"; untried: planned from its capacityHint at {say.rate(capacity)} a replica"
 
 
 def _why(spec: InferenceBudgetSpec, observation: Observation, plan: Plan, reason: Reason) -> str:
@@ -137,8 +127,7 @@ def _why(spec: InferenceBudgetSpec, observation: Observation, plan: Plan, reason
             return (f"{best.variant.name} carries more a replica than {name} ({_advantage(plan)}) for no more and "
                     f"at no lower quality: better at any load")
         case _:
-            untried = _untried(best) if best.trial else ""
-            return f"{best.variant.name} (quality {best.variant.quality:g}{untried}) fits every budget"
+            return f"{best.variant.name} (quality {best.variant.quality:g}) fits every budget"
 
 
 def _capacities(plan: Plan) -> str:

@@ -446,13 +446,3 @@ def test_a_rising_load_while_replicas_start_teaches_no_more() -> None:
     rising = _starting(level + [(3.0 * 1.5 ** step, 1) for step in range(1, 6)], ready=1)
     assert rising.state.learned["big"] == _starting(level, ready=1).state.learned["big"]
 
-
-def test_a_variant_over_the_threshold_at_any_load_still_learns_its_capacity_down() -> None:
-    # One replica answers in 5 s (of 1 s) at 0.5 req/s, 8 times under its hint: its observations draw no latency
-    # line (latency does not grow with load among them), and learning stopped there, so the plan, which the hint
-    # says carries the load, held the fleet over the threshold for ever ("capacity still being learned"). A breach
-    # sustained over most of the recent cycles lowers the capacity with no line too.
-    fleet = Fleet(one_variant(), replicas=1)
-    fleet.run(0.0, 1800.0, rps=0.5, latency_ms=5000.0)
-    assert fleet.changes and fleet.changes[0].action == "ScaleUp"
-    assert _capacity(fleet) < 0.5
