@@ -18,8 +18,11 @@ def test_each_target_gets_its_own_pods_from_one_list_of_the_namespace(cluster: A
     # app=llama must not pick llama-large's pods
     for name, variant, replicas in (("llama", "bf16", 2), ("llama-large", "fp8", 1)):
         cluster.apps.create_namespaced_deployment(namespace, deployment(name, variant, replicas, rate=1))
-    apps = wait_until("the Deployments' 3 pods", lambda: _apps(cluster, namespace)
-                      if len(_apps(cluster, namespace)) == 3 else None)
+    def three_pods() -> dict[str, str] | None:
+        apps = _apps(cluster, namespace)
+        return apps if len(apps) == 3 else None
+
+    apps = wait_until("the Deployments' 3 pods", three_pods)
     lists: list[str] = []
 
     def list_pods(listed: str) -> list[tuple[str, dict[str, str]]]:

@@ -445,4 +445,3 @@ def test_a_rising_load_while_replicas_start_teaches_no_more() -> None:
     level = [(3.0, 8)]
     rising = _starting(level + [(3.0 * 1.5 ** step, 1) for step in range(1, 6)], ready=1)
     assert rising.state.learned["big"] == _starting(level, ready=1).state.learned["big"]
-
